@@ -1,0 +1,25 @@
+# Two entry points for a fresh machine:
+#   make demo  -> set up .venv and run the lesson side by side (minitensor vs tf.keras), writing report/
+#   make test  -> set up .venv and run the whole test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test setup clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --upgrade pip
+	$(VENV)/bin/python -m pip install -e ".[compare,test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/python -m compare
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest
+
+clean:
+	rm -rf $(VENV) report .pytest_cache .hypothesis

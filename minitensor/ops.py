@@ -1,0 +1,871 @@
+"""Differentiable ops: each one class, its forward and its gradient side by side.
+
+An op subclasses :class:`Op`, sets ``name`` and implements
+
+* ``forward(*arrays)`` -> ndarray, saving on ``self`` what the gradient needs, and
+* ``backward(g)`` -> one gradient (or ``None``) per input, each already reduced to
+  that input's shape with :func:`unbroadcast`.
+
+Non-differentiable arguments (axes, exponents, masks, labels) are keyword
+parameters, set on the op before ``forward``. Every subclass is registered in
+:data:`OPS` by name, so the tests can enumerate them and a new op cannot skip its
+gradient check. Call ops through the functions at the bottom of this module (or
+Tensor operators), not through the classes.
+
+Example:
+    >>> from minitensor import Tensor, ops
+    >>> x = Tensor([[-1.0, 2.0]], requires_grad=True)
+    >>> ops.relu(x).sum().backward(); x.grad
+    array([[0., 1.]], dtype=float32)
+"""
+
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from . import tensor as _tensor_module
+from .tensor import Tensor
+
+OPS: dict[str, type["Op"]] = {}
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum ``grad`` over the axes that broadcasting added or stretched, to get ``shape``.
+
+    The one place where broadcasting is undone; every op's gradient goes through it.
+
+    Example:
+        >>> unbroadcast(np.ones((4, 3)), (3,)).tolist()
+        [4.0, 4.0, 4.0]
+    """
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad.reshape(shape)
+
+
+class Op:
+    """Base class of a differentiable operation (one node of the graph).
+
+    Attributes:
+        inputs: the input Tensors, in order (set by :meth:`apply`).
+    """
+
+    name: str = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            OPS[cls.name] = cls
+
+    def forward(self, *arrays):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def backward(self, grad):
+        raise NotImplementedError(f"The op '{self.name}' has no gradient rule")
+
+    @classmethod
+    def apply(cls, *inputs, **params) -> Tensor:
+        """Run the op on Tensors (or constants) and record it in the graph if needed."""
+        op = cls.__new__(cls)
+        if params:
+            op.__dict__.update(params)
+        for value in inputs:
+            if not isinstance(value, Tensor):
+                inputs = _as_tensors(inputs)
+                break
+        out = op.forward(*[t.data for t in inputs])
+        if _tensor_module._grad_enabled:
+            for t in inputs:
+                if t.requires_grad:
+                    op.inputs = inputs
+                    return Tensor._from_op(out, op)
+        return Tensor._from_op(out, None)
+
+
+def _as_tensors(inputs) -> tuple:
+    """Wrap constants as Tensors of the dtype of the Tensor inputs (no silent float64 upcast)."""
+    dtype = None
+    for value in inputs:
+        if isinstance(value, Tensor):
+            dtype = value.data.dtype
+            break
+    return tuple(value if isinstance(value, Tensor) else Tensor(value, dtype=dtype) for value in inputs)
+
+
+# ------------------------------------------------------------------ arithmetic
+class Add(Op):
+    name = "add"
+
+    def forward(self, a, b):
+        self.shapes = a.shape, b.shape
+        return a + b
+
+    def backward(self, g):
+        return unbroadcast(g, self.shapes[0]), unbroadcast(g, self.shapes[1])
+
+
+class Sub(Op):
+    name = "sub"
+
+    def forward(self, a, b):
+        self.shapes = a.shape, b.shape
+        return a - b
+
+    def backward(self, g):
+        return unbroadcast(g, self.shapes[0]), unbroadcast(-g, self.shapes[1])
+
+
+class Mul(Op):
+    name = "mul"
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, g):
+        return unbroadcast(g * self.b, self.a.shape), unbroadcast(g * self.a, self.b.shape)
+
+
+class Div(Op):
+    name = "div"
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, g):
+        ga = g / self.b
+        return unbroadcast(ga, self.a.shape), unbroadcast(-ga * self.a / self.b, self.b.shape)
+
+
+class Neg(Op):
+    name = "neg"
+
+    def forward(self, a):
+        return -a
+
+    def backward(self, g):
+        return (-g,)
+
+
+class Pow(Op):
+    """``a ** exponent`` for a constant (non-Tensor) exponent."""
+
+    name = "pow"
+    exponent: float
+
+    def forward(self, a):
+        self.a = a
+        return np.power(a, self.a.dtype.type(self.exponent))
+
+    def backward(self, g):
+        p = self.a.dtype.type(self.exponent)
+        return (g * p * np.power(self.a, p - 1),)
+
+
+class MatMul(Op):
+    """``a @ b`` for 1-D, 2-D and batched (broadcast) operands, as ``np.matmul``."""
+
+    name = "matmul"
+
+    def forward(self, a, b):
+        self.a_shape, self.b_shape = a.shape, b.shape
+        # 1-D operands are promoted to matrices, as np.matmul does, so one rule serves all
+        self.a = a[None, :] if a.ndim == 1 else a
+        self.b = b[:, None] if b.ndim == 1 else b
+        out = self.a @ self.b
+        self.out_shape = out.shape
+        if a.ndim == 1:
+            out = out[..., 0, :]
+        if b.ndim == 1:
+            out = out[..., 0]
+        return out
+
+    def backward(self, g):
+        g = g.reshape(self.out_shape)
+        ga = g @ np.swapaxes(self.b, -1, -2)
+        gb = np.swapaxes(self.a, -1, -2) @ g
+        ga = unbroadcast(ga, self.a.shape).reshape(self.a_shape)
+        gb = unbroadcast(gb, self.b.shape).reshape(self.b_shape)
+        return ga, gb
+
+
+class Linear(Op):
+    """Fused dense layer ``x @ kernel + bias`` for ``x`` of shape (..., in).
+
+    Shapes: x (..., in), kernel (in, out), bias (out,) -> (..., out).
+    Gradients: dx = g @ kernelᵀ, dkernel = xᵀ @ g, dbias = Σ_rows g.
+    """
+
+    name = "linear"
+
+    def forward(self, x, kernel, bias):
+        self.x, self.kernel = x, kernel
+        out = x @ kernel
+        out += bias
+        return out
+
+    def backward(self, g):
+        x2 = self.x.reshape(-1, self.x.shape[-1])
+        g2 = g.reshape(-1, g.shape[-1])
+        return g @ self.kernel.T, x2.T @ g2, g2.sum(axis=0)
+
+
+# ------------------------------------------------------------------ reductions
+def _expand_reduced(g, shape, axis, keepdims):
+    """Re-insert reduced axes into ``g`` so it broadcasts against an input of ``shape``."""
+    if not keepdims and axis is not None:
+        axes = (axis,) if np.isscalar(axis) else tuple(axis)
+        g = np.expand_dims(g, tuple(a % len(shape) for a in axes))
+    elif not keepdims:
+        g = np.reshape(g, (1,) * len(shape))
+    return g
+
+
+class Sum(Op):
+    name = "sum"
+    axis = None
+    keepdims = False
+
+    def forward(self, a):
+        self.shape = a.shape
+        return np.asarray(a.sum(axis=self.axis, keepdims=self.keepdims))
+
+    def backward(self, g):
+        return (np.broadcast_to(_expand_reduced(g, self.shape, self.axis, self.keepdims), self.shape),)
+
+
+class Mean(Op):
+    name = "mean"
+    axis = None
+    keepdims = False
+
+    def forward(self, a):
+        self.shape = a.shape
+        out = np.asarray(a.mean(axis=self.axis, keepdims=self.keepdims))
+        self.count = a.size // out.size if out.size else 1
+        return out
+
+    def backward(self, g):
+        if self.axis is None:
+            return (np.full(self.shape, g / g.dtype.type(self.count), dtype=g.dtype),)
+        g = _expand_reduced(g, self.shape, self.axis, self.keepdims) / g.dtype.type(self.count)
+        return (np.broadcast_to(g, self.shape),)
+
+
+class Max(Op):
+    """Maximum over ``axis``; tied maxima share the gradient equally."""
+
+    name = "max"
+    axis = None
+    keepdims = False
+
+    def forward(self, a):
+        self.a = a
+        self.out_keep = np.asarray(a.max(axis=self.axis, keepdims=True))
+        if self.keepdims:
+            return self.out_keep
+        return np.asarray(a.max(axis=self.axis, keepdims=False))
+
+    def backward(self, g):
+        mask = (self.a == self.out_keep).astype(self.a.dtype)
+        mask /= mask.sum(axis=self.axis, keepdims=True)
+        return (_expand_reduced(g, self.a.shape, self.axis, self.keepdims) * mask,)
+
+
+class LogSumExp(Op):
+    """``log(Σ exp(a))`` over ``axis``, computed after subtracting the max (stable)."""
+
+    name = "logsumexp"
+    axis = -1
+    keepdims = False
+
+    def forward(self, a):
+        self.a = a
+        shift = a.max(axis=self.axis, keepdims=True)
+        shift = np.where(np.isfinite(shift), shift, 0)
+        exp = np.exp(a - shift)
+        total = exp.sum(axis=self.axis, keepdims=True)
+        self.softmax = exp / total
+        out = np.log(total) + shift
+        return out if self.keepdims else np.squeeze(out, axis=self.axis)
+
+    def backward(self, g):
+        return (_expand_reduced(g, self.a.shape, self.axis, self.keepdims) * self.softmax,)
+
+
+# ------------------------------------------------------------- shape movement
+class Reshape(Op):
+    name = "reshape"
+    shape: tuple
+
+    def forward(self, a):
+        self.in_shape = a.shape
+        return a.reshape(self.shape)
+
+    def backward(self, g):
+        return (g.reshape(self.in_shape),)
+
+
+class Transpose(Op):
+    name = "transpose"
+    axes = None
+
+    def forward(self, a):
+        return np.transpose(a, self.axes)
+
+    def backward(self, g):
+        if self.axes is None:
+            return (np.transpose(g),)
+        return (np.transpose(g, np.argsort(self.axes)),)
+
+
+class GetItem(Op):
+    """``a[index]`` for basic (slices, ints) and integer-array indexing."""
+
+    name = "getitem"
+    index = None
+
+    def forward(self, a):
+        self.shape, self.dtype = a.shape, a.dtype
+        return a[self.index]
+
+    def backward(self, g):
+        out = np.zeros(self.shape, dtype=self.dtype)
+        # np.add.at adds repeated integer indices once per occurrence; `out[index] += g` would not
+        np.add.at(out, self.index, g)
+        return (out,)
+
+
+# -------------------------------------------------------------- elementwise
+class Exp(Op):
+    name = "exp"
+
+    def forward(self, a):
+        self.out = np.exp(a)
+        return self.out
+
+    def backward(self, g):
+        return (g * self.out,)
+
+
+class Log(Op):
+    name = "log"
+
+    def forward(self, a):
+        self.a = a
+        return np.log(a)
+
+    def backward(self, g):
+        return (g / self.a,)
+
+
+class Sqrt(Op):
+    name = "sqrt"
+
+    def forward(self, a):
+        self.out = np.sqrt(a)
+        return self.out
+
+    def backward(self, g):
+        return (g / (2 * self.out),)
+
+
+class Abs(Op):
+    name = "abs"
+
+    def forward(self, a):
+        self.a = a
+        return np.abs(a)
+
+    def backward(self, g):
+        return (g * np.sign(self.a),)
+
+
+class Maximum(Op):
+    """Elementwise max of two tensors; where they tie, the gradient goes to ``a``."""
+
+    name = "maximum"
+
+    def forward(self, a, b):
+        self.a_wins = a >= b
+        self.shapes = a.shape, b.shape
+        return np.maximum(a, b)
+
+    def backward(self, g):
+        ga = np.where(self.a_wins, g, 0)
+        gb = np.where(self.a_wins, 0, g)
+        return unbroadcast(ga, self.shapes[0]), unbroadcast(gb, self.shapes[1])
+
+
+class Clip(Op):
+    """Clamp to ``[low, high]``; the gradient passes only inside the interval."""
+
+    name = "clip"
+    low = None
+    high = None
+
+    def forward(self, a):
+        self.inside = np.ones(a.shape, dtype=bool)
+        if self.low is not None:
+            self.inside &= a >= self.low
+        if self.high is not None:
+            self.inside &= a <= self.high
+        return np.clip(a, self.low, self.high).astype(a.dtype, copy=False)
+
+    def backward(self, g):
+        return (np.where(self.inside, g, 0).astype(g.dtype, copy=False),)
+
+
+class Where(Op):
+    """``condition ? a : b`` elementwise; ``condition`` is a constant boolean array."""
+
+    name = "where"
+    condition = None
+
+    def forward(self, a, b):
+        self.shapes = a.shape, b.shape
+        return np.where(self.condition, a, b)
+
+    def backward(self, g):
+        ga = np.where(self.condition, g, 0).astype(g.dtype, copy=False)
+        gb = np.where(self.condition, 0, g).astype(g.dtype, copy=False)
+        return unbroadcast(ga, self.shapes[0]), unbroadcast(gb, self.shapes[1])
+
+
+class Relu(Op):
+    """``max(a, 0)``; its gradient at exactly 0 is 0, as in TensorFlow."""
+
+    name = "relu"
+
+    def forward(self, a):
+        self.out = np.maximum(a, 0)
+        return self.out
+
+    def backward(self, g):
+        return (g * (self.out > 0),)
+
+
+class Sigmoid(Op):
+    """``1 / (1 + exp(-a))``, evaluated with ``exp(-|a|)`` so it never overflows."""
+
+    name = "sigmoid"
+
+    def forward(self, a):
+        e = np.exp(-np.abs(a))
+        # for a < 0 the textbook form overflows exp(-a); e/(1+e) is the same value, safely
+        self.out = np.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
+        return self.out
+
+    def backward(self, g):
+        return (g * self.out * (1 - self.out),)
+
+
+class Tanh(Op):
+    name = "tanh"
+
+    def forward(self, a):
+        self.out = np.tanh(a)
+        return self.out
+
+    def backward(self, g):
+        return (g * (1 - self.out * self.out),)
+
+
+class Softmax(Op):
+    """``exp(a) / Σ exp(a)`` over ``axis``, after subtracting the max (stable)."""
+
+    name = "softmax"
+    axis = -1
+
+    def forward(self, a):
+        shift = a.max(axis=self.axis, keepdims=True)
+        exp = np.exp(a - shift)
+        self.out = exp / exp.sum(axis=self.axis, keepdims=True)
+        return self.out
+
+    def backward(self, g):
+        inner = (g * self.out).sum(axis=self.axis, keepdims=True)
+        return (self.out * (g - inner),)
+
+
+class LogSoftmax(Op):
+    """``a - logsumexp(a)`` over ``axis`` (stable; never takes log of a softmax)."""
+
+    name = "log_softmax"
+    axis = -1
+
+    def forward(self, a):
+        shift = a.max(axis=self.axis, keepdims=True)
+        shifted = a - shift
+        exp = np.exp(shifted)
+        total = exp.sum(axis=self.axis, keepdims=True)
+        self.softmax = exp / total
+        return shifted - np.log(total)
+
+    def backward(self, g):
+        return (g - self.softmax * g.sum(axis=self.axis, keepdims=True),)
+
+
+class Dropout(Op):
+    """Inverted dropout: ``where(keep, a / (1 - rate), 0)``.
+
+    ``keep`` is a boolean mask of ``a``'s shape (or broadcastable to it). Give it to
+    hold the mask fixed (as a gradient check must); otherwise it is drawn as
+    ``U >= rate`` from ``rng`` (minitensor's generator by default).
+    """
+
+    name = "dropout"
+    rate = 0.5
+    keep = None
+    rng = None
+
+    def forward(self, a):
+        if self.keep is None:
+            from .random import generator
+
+            rng = self.rng if self.rng is not None else generator()
+            self.keep = rng.random(a.shape) >= self.rate
+        scale = a.dtype.type(1.0 / (1.0 - self.rate)) if self.rate < 1 else a.dtype.type(0)
+        self.factor = np.where(self.keep, scale, a.dtype.type(0))
+        return a * self.factor
+
+    def backward(self, g):
+        return (g * self.factor,)
+
+
+# ------------------------------------------------------ fused losses (logits)
+class SigmoidCrossEntropyWithLogits(Op):
+    """Elementwise binary cross-entropy from logits ``z`` and targets ``labels``.
+
+    ``relu(z) - z*y + log1p(exp(-|z|))``: finite for any ``z``; its gradient is
+    ``sigmoid(z) - y`` and never saturates to zero.
+    """
+
+    name = "sigmoid_cross_entropy_with_logits"
+    labels = None
+
+    def forward(self, z):
+        y = np.asarray(self.labels, dtype=z.dtype)
+        self.y = y
+        self.z = z
+        return np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+
+    def backward(self, g):
+        e = np.exp(-np.abs(self.z))
+        sig = np.where(self.z >= 0, 1 / (1 + e), e / (1 + e))
+        return (unbroadcast(g * (sig - self.y), self.z.shape),)
+
+
+class SoftmaxCrossEntropyWithLogits(Op):
+    """Per-sample categorical cross-entropy ``logsumexp(z) - Σ y·z`` over ``axis``.
+
+    Gradient: ``softmax(z)·Σy - y`` (``softmax(z) - y`` for targets that sum to 1).
+    """
+
+    name = "softmax_cross_entropy_with_logits"
+    labels = None
+    axis = -1
+
+    def forward(self, z):
+        y = np.asarray(self.labels, dtype=z.dtype)
+        shift = z.max(axis=self.axis, keepdims=True)
+        shifted = z - shift
+        exp = np.exp(shifted)
+        total = exp.sum(axis=self.axis, keepdims=True)
+        self.softmax = exp / total
+        self.y = y
+        return (y * (np.log(total) - shifted)).sum(axis=self.axis)
+
+    def backward(self, g):
+        g = np.expand_dims(g, self.axis)
+        total_y = self.y.sum(axis=self.axis, keepdims=True)
+        return (g * (self.softmax * total_y - self.y),)
+
+
+class SparseSoftmaxCrossEntropyWithLogits(Op):
+    """Per-sample ``logsumexp(z) - z[label]`` over the last axis, for integer labels."""
+
+    name = "sparse_softmax_cross_entropy_with_logits"
+    labels = None
+
+    def forward(self, z):
+        labels = np.asarray(self.labels).astype(np.intp)
+        shift = z.max(axis=-1, keepdims=True)
+        shifted = z - shift
+        exp = np.exp(shifted)
+        total = exp.sum(axis=-1, keepdims=True)
+        self.softmax = exp / total
+        self.labels = labels
+        picked = np.take_along_axis(shifted, labels[..., None], axis=-1)[..., 0]
+        return np.log(total[..., 0]) - picked
+
+    def backward(self, g):
+        grad = self.softmax.copy()
+        np.put_along_axis(grad, self.labels[..., None], np.take_along_axis(grad, self.labels[..., None], -1) - 1, -1)
+        return (g[..., None] * grad,)
+
+
+# ============================================================ functional API
+def _check_axis(x: Tensor, axis, argument="axis"):
+    if axis is None:
+        return None
+    axes = (axis,) if np.isscalar(axis) else tuple(axis)
+    for a in axes:
+        if isinstance(a, bool) or not isinstance(a, (int, np.integer)) or not -builtins.max(x.ndim, 1) <= a < builtins.max(x.ndim, 1):
+            raise ValueError(
+                f"Expected `{argument}` to be an integer in [-{x.ndim}, {x.ndim}) for a tensor of shape {x.shape}. "
+                f"Received: {argument}={axis!r}"
+            )
+    return axis if np.isscalar(axis) else tuple(int(a) for a in axis)
+
+
+def add(a, b) -> Tensor:
+    """Elementwise ``a + b`` with NumPy broadcasting."""
+    return Add.apply(a, b)
+
+
+def sub(a, b) -> Tensor:
+    """Elementwise ``a - b`` with NumPy broadcasting."""
+    return Sub.apply(a, b)
+
+
+def mul(a, b) -> Tensor:
+    """Elementwise ``a * b`` with NumPy broadcasting."""
+    return Mul.apply(a, b)
+
+
+def div(a, b) -> Tensor:
+    """Elementwise ``a / b`` with NumPy broadcasting."""
+    return Div.apply(a, b)
+
+
+def neg(a) -> Tensor:
+    """``-a``."""
+    return Neg.apply(a)
+
+
+def pow(a, exponent) -> Tensor:  # noqa: A001 - mirrors the operator's name
+    """``a ** exponent`` for a constant number ``exponent``.
+
+    Example:
+        >>> pow(Tensor([3.0]), 2).data
+        array([9.], dtype=float32)
+    """
+    if isinstance(exponent, Tensor) or not np.isscalar(exponent) or isinstance(exponent, (str, bool)):
+        raise TypeError(
+            "Expected `exponent` to be a constant Python or NumPy number. "
+            f"Received: exponent of type {type(exponent).__name__}"
+        )
+    return Pow.apply(a, exponent=float(exponent))
+
+
+def matmul(a, b) -> Tensor:
+    """Matrix product ``a @ b`` (1-D, 2-D or batched), as ``np.matmul``.
+
+    Raises:
+        ValueError: if the contracted dimensions differ.
+
+    Example:
+        >>> matmul(Tensor(np.ones((2, 3))), Tensor(np.ones((3, 4)))).shape
+        (2, 4)
+    """
+    a_shape = a.shape if isinstance(a, (Tensor, np.ndarray)) else np.shape(a)
+    b_shape = b.shape if isinstance(b, (Tensor, np.ndarray)) else np.shape(b)
+    if len(a_shape) == 0 or len(b_shape) == 0:
+        raise ValueError(f"matmul needs operands with at least one dimension. Received: shapes {a_shape} and {b_shape}")
+    k_b = b_shape[0] if len(b_shape) == 1 else b_shape[-2]
+    if a_shape[-1] != k_b:
+        raise ValueError(
+            "Expected the last dimension of `a` to equal the second-to-last of `b` in matmul. "
+            f"Received: a.shape={a_shape}, b.shape={b_shape}"
+        )
+    return MatMul.apply(a, b)
+
+
+def linear(x, kernel, bias) -> Tensor:
+    """Fused ``x @ kernel + bias`` (a dense layer without activation).
+
+    Args:
+        x: (..., in). kernel: (in, out). bias: (out,).
+
+    Example:
+        >>> linear(Tensor(np.ones((2, 3))), Tensor(np.ones((3, 4))), Tensor(np.zeros(4))).shape
+        (2, 4)
+    """
+    if x.shape[-1] != kernel.shape[0]:
+        raise ValueError(
+            f"Expected inputs with last dimension {kernel.shape[0]} (the kernel's input size). "
+            f"Received: inputs.shape={x.shape}"
+        )
+    return Linear.apply(x, kernel, bias)
+
+
+def sum(a, axis=None, keepdims=False) -> Tensor:  # noqa: A001
+    """Sum over ``axis`` (all axes when ``None``)."""
+    a = _as_tensors((a,))[0]
+    return Sum.apply(a, axis=_check_axis(a, axis), keepdims=bool(keepdims))
+
+
+def mean(a, axis=None, keepdims=False) -> Tensor:
+    """Mean over ``axis`` (all axes when ``None``)."""
+    a = _as_tensors((a,))[0]
+    return Mean.apply(a, axis=_check_axis(a, axis), keepdims=bool(keepdims))
+
+
+def max(a, axis=None, keepdims=False) -> Tensor:  # noqa: A001
+    """Maximum over ``axis``; tied maxima share the gradient equally."""
+    a = _as_tensors((a,))[0]
+    return Max.apply(a, axis=_check_axis(a, axis), keepdims=bool(keepdims))
+
+
+def logsumexp(a, axis=-1, keepdims=False) -> Tensor:
+    """Stable ``log(sum(exp(a), axis))``.
+
+    Example:
+        >>> float(logsumexp(Tensor([1000.0, 1000.0])).item()) - 1000.0 < 1
+        True
+    """
+    a = _as_tensors((a,))[0]
+    return LogSumExp.apply(a, axis=_check_axis(a, axis), keepdims=bool(keepdims))
+
+
+def reshape(a, shape) -> Tensor:
+    """Reshape to ``shape`` (one entry may be -1)."""
+    return Reshape.apply(a, shape=tuple(shape) if not np.isscalar(shape) else (int(shape),))
+
+
+def transpose(a, axes=None) -> Tensor:
+    """Permute axes (reverse them when ``axes`` is ``None``)."""
+    return Transpose.apply(a, axes=None if axes is None else tuple(axes))
+
+
+def getitem(a, index) -> Tensor:
+    """``a[index]`` with basic or integer-array indexing."""
+    if isinstance(index, Tensor):
+        index = index.data.astype(np.intp)
+    elif isinstance(index, list):
+        index = np.asarray(index)
+    return GetItem.apply(a, index=index)
+
+
+def exp(a) -> Tensor:
+    """Elementwise ``e ** a``."""
+    return Exp.apply(a)
+
+
+def log(a) -> Tensor:
+    """Elementwise natural logarithm (defined for ``a > 0``)."""
+    return Log.apply(a)
+
+
+def sqrt(a) -> Tensor:
+    """Elementwise square root (differentiable for ``a > 0``)."""
+    return Sqrt.apply(a)
+
+
+def abs(a) -> Tensor:  # noqa: A001
+    """Elementwise ``|a|`` (gradient ``sign(a)``, 0 at 0)."""
+    return Abs.apply(a)
+
+
+def maximum(a, b) -> Tensor:
+    """Elementwise maximum of two tensors (ties send the gradient to ``a``)."""
+    return Maximum.apply(a, b)
+
+
+def clip(a, low=None, high=None) -> Tensor:
+    """Clamp values to ``[low, high]`` (either bound may be ``None``)."""
+    if low is not None and high is not None and low > high:
+        raise ValueError(f"Expected low <= high in clip. Received: low={low}, high={high}")
+    return Clip.apply(a, low=low, high=high)
+
+
+def where(condition, a, b) -> Tensor:
+    """Pick ``a`` where ``condition`` is true, else ``b`` (``condition`` is not differentiated)."""
+    if isinstance(condition, Tensor):
+        condition = condition.data
+    return Where.apply(a, b, condition=np.asarray(condition, dtype=bool))
+
+
+def relu(a) -> Tensor:
+    """Rectified linear unit ``max(a, 0)``."""
+    return Relu.apply(a)
+
+
+def sigmoid(a) -> Tensor:
+    """Logistic sigmoid, stable for any input. The result remembers its logits.
+
+    Like Keras, the output carries ``_keras_logits`` (its input), so a
+    cross-entropy loss can use the exact logits formula instead of clipping.
+    """
+    a = _as_tensors((a,))[0]
+    out = Sigmoid.apply(a)
+    out._keras_logits = a
+    return out
+
+
+def tanh(a) -> Tensor:
+    """Hyperbolic tangent."""
+    return Tanh.apply(a)
+
+
+def softmax(a, axis=-1) -> Tensor:
+    """Stable softmax over ``axis``. The result remembers its logits (see :func:`sigmoid`)."""
+    a = _as_tensors((a,))[0]
+    out = Softmax.apply(a, axis=_check_axis(a, axis))
+    out._keras_logits = a
+    return out
+
+
+def log_softmax(a, axis=-1) -> Tensor:
+    """Stable ``log(softmax(a))`` over ``axis``."""
+    a = _as_tensors((a,))[0]
+    return LogSoftmax.apply(a, axis=_check_axis(a, axis))
+
+
+def dropout(a, rate, keep=None, rng=None) -> Tensor:
+    """Inverted dropout with drop probability ``rate``.
+
+    Args:
+        a: input tensor.
+        rate: float in [0, 1]: the fraction of units set to zero.
+        keep: optional boolean mask (True = keep), broadcastable to ``a``; drawn when omitted.
+        rng: generator for the mask (minitensor's by default).
+
+    Example:
+        >>> dropout(Tensor([2.0, 2.0]), 0.5, keep=np.array([True, False])).data
+        array([4., 0.], dtype=float32)
+    """
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) or not 0 <= rate <= 1:
+        raise ValueError(f"Expected `rate` to be a number in [0, 1]. Received: rate={rate!r}")
+    if keep is not None:
+        keep = np.asarray(keep, dtype=bool)
+    return Dropout.apply(a, rate=float(rate), keep=keep, rng=rng)
+
+
+def sigmoid_cross_entropy_with_logits(labels, logits) -> Tensor:
+    """Elementwise binary cross-entropy of targets ``labels`` and ``logits`` (stable)."""
+    labels = labels.data if isinstance(labels, Tensor) else labels
+    return SigmoidCrossEntropyWithLogits.apply(logits, labels=labels)
+
+
+def softmax_cross_entropy_with_logits(labels, logits, axis=-1) -> Tensor:
+    """Per-sample categorical cross-entropy of (one-hot or soft) ``labels`` and ``logits``."""
+    labels = labels.data if isinstance(labels, Tensor) else labels
+    return SoftmaxCrossEntropyWithLogits.apply(logits, labels=labels, axis=axis)
+
+
+def sparse_softmax_cross_entropy_with_logits(labels, logits) -> Tensor:
+    """Per-sample cross-entropy of integer class ``labels`` and ``logits`` (last axis)."""
+    labels = labels.data if isinstance(labels, Tensor) else labels
+    return SparseSoftmaxCrossEntropyWithLogits.apply(logits, labels=labels)
+
