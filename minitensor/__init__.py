@@ -16,6 +16,19 @@ from .gradcheck import GradcheckError, gradcheck
 from .random import set_random_seed
 from .tensor import Tensor, as_tensor, is_grad_enabled, no_grad
 
+from . import (  # noqa: E402  (the Keras-compatible API, built on the core above)
+    activations,
+    callbacks,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    models,
+    optimizers,
+    regularizers,
+    utils,
+)
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -28,4 +41,14 @@ __all__ = [
     "gradcheck",
     "GradcheckError",
     "set_random_seed",
+    "activations",
+    "callbacks",
+    "initializers",
+    "layers",
+    "losses",
+    "metrics",
+    "models",
+    "optimizers",
+    "regularizers",
+    "utils",
 ]

@@ -116,13 +116,14 @@ class Tensor:
         array([[3., 4.]], dtype=float32)
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_op", "_keras_logits", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "name", "_op", "_keras_logits", "__weakref__")
     __array_ufunc__ = None  # make `ndarray + Tensor` call Tensor.__radd__
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
         self.data = _to_array(data, dtype)
         self.grad = None
         self.requires_grad = bool(requires_grad)
+        self.name = None
         self._op = None
         self._keras_logits = None
 
@@ -132,6 +133,7 @@ class Tensor:
         out = cls.__new__(cls)
         out.data = data
         out.grad = None
+        out.name = None
         out._keras_logits = None
         out.requires_grad = op is not None
         out._op = op

@@ -1,0 +1,592 @@
+"""``Sequential``: a stack of layers trained with Keras's ``compile``/``fit`` semantics.
+
+Training runs on the reference path: the layers' forward pass builds an autograd
+graph of ops, the loss (plus any weight penalties) is a scalar Tensor, and
+``backward()`` fills the gradients. All parameters live as views into one flat
+float32 buffer and their gradients into another, so the optimizer updates the
+whole model with a few vector operations.
+
+What is reported follows Keras 3 to the letter (``keras-semantics``): the epoch
+``loss`` is the batch-size-weighted mean of the per-batch losses (penalties
+included), training accuracy uses each step's pre-update predictions, and
+validation runs at the end of each epoch with dropout off.
+
+Example:
+    >>> import numpy as np
+    >>> from minitensor.models import Sequential
+    >>> from minitensor.layers import Dense, Input
+    >>> model = Sequential([Input(shape=(4,)), Dense(8, activation="relu"), Dense(1, activation="sigmoid")])
+    >>> model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    >>> x = np.random.rand(64, 4).astype("float32"); y = (x.sum(1) > 2).astype("float32")
+    >>> history = model.fit(x, y, epochs=2, verbose=0)
+    >>> sorted(history.history)
+    ['accuracy', 'loss']
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from . import callbacks as callbacks_module
+from . import data_adapter, losses, metrics as metrics_module, optimizers
+from .layers import InputLayer, Layer
+from .random import generator
+from .tensor import Tensor, no_grad
+
+__all__ = ["Sequential", "load_model"]
+
+_model_counter: dict[str, int] = {}
+
+
+def _model_name() -> str:
+    count = _model_counter.get("sequential", 0)
+    _model_counter["sequential"] = count + 1
+    return "sequential" if count == 0 else f"sequential_{count}"
+
+
+def _check_positive_int(value, argument, allow_none=False, minimum=1):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"Expected `{argument}` to be {expected}. Received: {argument}={value!r}")
+    return int(value)
+
+
+def _check_verbose(verbose):
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+        raise ValueError(f"Expected `verbose` to be 'auto', 0, 1 or 2. Received: verbose={verbose!r}")
+    return int(verbose)
+
+
+class Sequential:
+    """A linear stack of layers with Keras's training API.
+
+    Args:
+        layers: optional list of layers (an ``Input`` first declares the input shape).
+        name: the model's name (``sequential``, ``sequential_1``, ... by default).
+
+    Example:
+        >>> from minitensor.layers import Dense
+        >>> model = Sequential()
+        >>> model.add(Dense(12, activation="relu", input_dim=64))  # doctest: +SKIP
+        >>> model.add(Dense(1, activation="sigmoid"))              # doctest: +SKIP
+    """
+
+    def __init__(self, layers=None, name=None):
+        self.name = name or _model_name()
+        self._layers: list[Layer] = []
+        self._input_shape = None
+        self.built = False
+        self.optimizer = None
+        self.loss = None
+        self._metric_identifiers = []
+        self._compiled_metrics = None
+        self._loss_tracker = metrics_module.Mean(name="loss")
+        self.stop_training = False
+        self.history = None
+        self.compiled = False
+        self.jit_compile = False
+        for layer in layers or []:
+            self.add(layer)
+
+    # ================================================================ structure
+    def add(self, layer) -> None:
+        """Append ``layer`` (an ``Input`` sets the input shape and is not listed in ``layers``).
+
+        Raises:
+            TypeError: if ``layer`` is not a minitensor layer.
+        """
+        if not isinstance(layer, Layer):
+            raise TypeError(
+                f"Expected a minitensor layer (e.g. minitensor.layers.Dense) in Sequential.add. "
+                f"Received: {layer!r} of type {type(layer).__name__}"
+            )
+        if isinstance(layer, InputLayer):
+            if self._layers or self._input_shape is not None:
+                raise ValueError("An Input can only be the first layer of a Sequential model. Received: a second input")
+            self._input_shape = layer.batch_shape
+            return
+        if layer._declared_input_shape is not None and not self._layers and self._input_shape is None:
+            self._input_shape = layer._declared_input_shape
+        if any(existing is layer for existing in self._layers):
+            raise ValueError(f"Layer {layer.name} is already in the model. Received: the same layer twice")
+        self._layers.append(layer)
+        self.built = False
+        if self._input_shape is not None:
+            self.build(self._input_shape)
+
+    def pop(self) -> Layer:
+        """Remove and return the last layer."""
+        if not self._layers:
+            raise ValueError("There are no layers in the model to pop. Received: an empty model")
+        layer = self._layers.pop()
+        self.built = False
+        if self._input_shape is not None and self._layers:
+            self.build(self._input_shape)
+        return layer
+
+    @property
+    def layers(self) -> list:
+        return list(self._layers)
+
+    @property
+    def input_shape(self):
+        return self._input_shape
+
+    @property
+    def output_shape(self):
+        if self._input_shape is None:
+            return None
+        shape = self._input_shape
+        for layer in self._layers:
+            shape = layer.compute_output_shape(shape)
+        return shape
+
+    def build(self, input_shape) -> None:
+        """Create every layer's weights for inputs of ``input_shape`` (e.g. ``(None, 64)``).
+
+        Parameters then live as views into one flat buffer (``self._flat_params``), and
+        their gradients into another (``self._flat_grads``).
+        """
+        input_shape = tuple(input_shape)
+        if self._input_shape is not None and tuple(self._input_shape[1:]) != input_shape[1:]:
+            raise ValueError(f"Expected inputs of shape {self._input_shape}. Received: input_shape={input_shape}")
+        self._input_shape = (None, *input_shape[1:])
+        shape = self._input_shape
+        for layer in self._layers:
+            if not layer.built:
+                layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        self._pack_parameters()
+        self.built = True
+
+    def _pack_parameters(self) -> None:
+        weights = self.weights
+        dtype = weights[0].dtype if weights else np.dtype(np.float32)
+        total = sum(w.size for w in weights)
+        flat = np.empty(total, dtype=dtype)
+        grads = np.zeros(total, dtype=dtype)
+        offset = 0
+        for w in weights:
+            n = w.size
+            flat[offset : offset + n] = w.data.ravel()
+            w.data = flat[offset : offset + n].reshape(w.shape)
+            w.grad = grads[offset : offset + n].reshape(w.shape)
+            offset += n
+        self._flat_params = flat
+        self._flat_grads = grads
+        self._flat_variable = Tensor(flat)
+
+    @property
+    def weights(self) -> list:
+        """All weight Tensors, layer by layer (``[kernel, bias, kernel, bias, ...]``)."""
+        return [w for layer in self._layers for w in layer.weights]
+
+    @property
+    def trainable_weights(self) -> list:
+        return [w for layer in self._layers for w in layer.trainable_weights]
+
+    def get_weights(self) -> list:
+        """Copies of all weights as NumPy arrays, in Keras order."""
+        return [w.data.copy() for w in self.weights]
+
+    def set_weights(self, weights) -> None:
+        """Set all weights from a list of arrays (same order and shapes as :meth:`get_weights`)."""
+        self._require_built("set_weights")
+        current = self.weights
+        if len(weights) != len(current):
+            raise ValueError(
+                f"Expected a list of {len(current)} arrays (the model's weights, in get_weights() order). "
+                f"Received: {len(weights)} arrays"
+            )
+        arrays = [np.asarray(w) for w in weights]
+        for i, (w, a) in enumerate(zip(current, arrays)):
+            if a.shape != w.shape:
+                raise ValueError(f"Expected weight {i} ({w.name}) with shape {w.shape}. Received: shape {a.shape}")
+        for w, a in zip(current, arrays):
+            w.data[...] = a
+
+    def count_params(self) -> int:
+        return int(sum(w.size for w in self.weights))
+
+    def _require_built(self, what):
+        if not self.built:
+            raise ValueError(
+                f"The model must be built before {what}(): declare the input with Input(shape=...) as the first "
+                "layer (or input_dim= on it), or call fit/build first."
+            )
+
+    # ================================================================ forward
+    def __call__(self, x, training: bool = False) -> Tensor:
+        """Run the layers on ``x`` (a Tensor or array), recording the graph."""
+        if not isinstance(x, Tensor):
+            x = Tensor(data_adapter.to_array(x, "x"))
+        if not self.built:
+            self.build((None, *x.shape[1:]))
+        return self._forward(x, training)[0]
+
+    def _forward(self, x: Tensor, training: bool):
+        """Outputs and activity penalties (already divided by the batch size, as Keras)."""
+        activity = []
+        for layer in self._layers:
+            x = layer.call(x, training=training)
+            regularizer = getattr(layer, "activity_regularizer", None)
+            if regularizer is not None:
+                activity.append(regularizer(x) / x.dtype.type(len(x.data)))
+        return x, activity
+
+    def _total_loss(self, y, y_pred: Tensor, sample_weight, activity) -> Tensor:
+        """Compiled loss plus activity and weight penalties, summed as Keras's ``compute_loss``."""
+        total = self.loss(y, y_pred, sample_weight=sample_weight)
+        for penalty in activity:
+            total = total + penalty
+        for layer in self._layers:
+            for penalty in layer.regularization_losses():
+                total = total + penalty
+        return total
+
+    # ================================================================ compile
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, jit_compile="auto", **kwargs) -> None:
+        """Configure training.
+
+        Args:
+            optimizer: name (``"sgd"``, ``"adam"``, ``"rmsprop"``, ``"adagrad"``) or optimizer instance.
+            loss: name (``"binary_crossentropy"``, ...), ``Loss`` instance or function.
+            metrics: list of names (``"accuracy"``/``"acc"`` resolved from shapes, as Keras) or ``Metric``s.
+            jit_compile: ``True`` asks for the Numba-compiled training path where available;
+                ``"auto"``/``False`` use the reference path.
+        """
+        unsupported = set(kwargs) - {"loss_weights", "weighted_metrics", "run_eagerly", "steps_per_execution"}
+        if unsupported:
+            raise ValueError(f"Argument(s) not recognized by compile: {sorted(unsupported)}")
+        if loss is None:
+            raise ValueError("Expected a `loss` in compile(), e.g. loss='binary_crossentropy'. Received: loss=None")
+        if metrics is None:
+            metrics = []
+        if isinstance(metrics, (str, metrics_module.Metric)):
+            raise ValueError(
+                f"Expected `metrics` to be a list, e.g. metrics=['accuracy']. Received: metrics={metrics!r}"
+            )
+        if jit_compile not in ("auto", True, False):
+            raise ValueError(f"Expected `jit_compile` to be 'auto', True or False. Received: jit_compile={jit_compile!r}")
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = losses.get(loss)
+        self._metric_identifiers = list(metrics)
+        for identifier in self._metric_identifiers:  # fail early on unknown names
+            if isinstance(identifier, str) and identifier not in ("accuracy", "acc"):
+                metrics_module.get(identifier)
+        self._compiled_metrics = None
+        self.jit_compile = jit_compile is True
+        self.compiled = True
+
+    @property
+    def metrics(self) -> list:
+        """The loss tracker followed by the compiled metrics (once resolved by fit/evaluate)."""
+        return [self._loss_tracker, *(self._compiled_metrics or [])]
+
+    @property
+    def metrics_names(self) -> list:
+        return [m.name for m in self.metrics]
+
+    def _resolve_metrics(self, y) -> None:
+        if self._compiled_metrics is not None:
+            return
+        y_pred_shape = np.zeros((1, *self.output_shape[1:]), dtype=np.float32)
+        self._compiled_metrics = [metrics_module.get(i, y[:1], y_pred_shape) for i in self._metric_identifiers]
+
+    def _require_compiled(self, what):
+        if not self.compiled:
+            raise RuntimeError(f"You must call compile() before {what}(). Received: an uncompiled model")
+
+    # ================================================================ fit
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        verbose="auto",
+        callbacks=None,
+        validation_split=0.0,
+        validation_data=None,
+        shuffle=True,
+        class_weight=None,
+        sample_weight=None,
+        initial_epoch=0,
+        steps_per_epoch=None,
+        validation_steps=None,
+        validation_batch_size=None,
+        validation_freq=1,
+    ):
+        """Train for ``epochs`` epochs; return the ``History`` (also ``model.history``).
+
+        Args (Keras defaults): ``batch_size=None`` (32), ``epochs=1``, ``verbose="auto"`` (1),
+            ``callbacks=None``, ``validation_split=0.0`` (the LAST fraction of x/y, taken before
+            shuffling), ``validation_data=None`` (``(x_val, y_val)``), ``shuffle=True``,
+            ``class_weight=None``, ``sample_weight=None``, ``initial_epoch=0``, ``validation_freq=1``.
+
+        Everything is checked before any weight changes. A non-finite training loss
+        stops training at that batch, before its update, with a warning; the History
+        keeps the epochs completed before it.
+        """
+        self._require_compiled("fit")
+        if steps_per_epoch is not None or validation_steps is not None:
+            raise ValueError("steps_per_epoch/validation_steps are not supported for array inputs. Received: a value")
+        batch_size = _check_positive_int(32 if batch_size is None else batch_size, "batch_size")
+        epochs = _check_positive_int(epochs, "epochs", minimum=0)
+        initial_epoch = _check_positive_int(initial_epoch, "initial_epoch", minimum=0)
+        verbose = _check_verbose(verbose)
+        validation_freq = _check_positive_int(validation_freq, "validation_freq")
+        validation_batch_size = _check_positive_int(validation_batch_size, "validation_batch_size", allow_none=True)
+        if shuffle not in (True, False):
+            raise ValueError(f"Expected `shuffle` to be True or False. Received: shuffle={shuffle!r}")
+        if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) or not 0 <= validation_split < 1:
+            raise ValueError(
+                f"Expected `validation_split` to be a float in [0, 1). Received: validation_split={validation_split!r}"
+            )
+        callback_list = callbacks_module.CallbackList(callbacks).callbacks  # type-checks them early
+
+        x = data_adapter.check_x(x, self._input_shape)
+        if not self.built:
+            self.build((None, *x.shape[1:]))
+        y = data_adapter.check_targets(y, len(x), self.loss, self.output_shape)
+        weights = data_adapter.sample_weights(sample_weight, class_weight, y, len(x))
+        val = None
+        if validation_data is not None:
+            val = self._check_validation_data(validation_data)
+        elif validation_split:
+            (x, y, weights), val = data_adapter.train_validation_split((x, y, weights), validation_split)
+        self._resolve_metrics(y)
+        self._prepare_optimizer()
+
+        n = len(x)
+        steps = math.ceil(n / batch_size)
+        cbs = callbacks_module.CallbackList(
+            callback_list, add_history=True, add_progbar=verbose != 0, model=self,
+            verbose=verbose, epochs=epochs, steps=steps,
+        )
+        history = self.history
+        self.stop_training = False
+        cbs.on_train_begin()
+        batch_logs = cbs.needs_train_batch_hooks
+        for epoch in range(initial_epoch, epochs):
+            for m in self.metrics:
+                m.reset_state()
+            cbs.on_epoch_begin(epoch)
+            order = generator().permutation(n) if shuffle else None
+            finite = self._train_epoch(x, y, weights, order, batch_size, cbs if batch_logs else None)
+            if not finite:
+                break
+            logs = self._metric_logs()
+            if val is not None and (epoch + 1) % validation_freq == 0:
+                val_logs = self._evaluate_arrays(*val, validation_batch_size or batch_size)
+                logs.update({"val_" + k: v for k, v in val_logs.items()})
+            cbs.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        cbs.on_train_end()
+        return history
+
+    def _check_validation_data(self, validation_data):
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError(
+                "Expected `validation_data` to be a tuple (x_val, y_val) or (x_val, y_val, sample_weight). "
+                f"Received: {type(validation_data).__name__}"
+                + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else "")
+            )
+        x_val = data_adapter.check_x(validation_data[0], self._input_shape, argument="validation_data[0]")
+        y_val = data_adapter.check_targets(validation_data[1], len(x_val), self.loss, self.output_shape, "validation_data[1]")
+        w_val = None
+        if len(validation_data) == 3 and validation_data[2] is not None:
+            w_val = data_adapter.sample_weights(validation_data[2], None, y_val, len(x_val))
+        return x_val, y_val, w_val
+
+    def _prepare_optimizer(self) -> None:
+        """Give the optimizer the flat parameter buffer (or per-weight views when that would differ)."""
+        if getattr(self, "_optimizer_variables", None) is not None and self._optimizer_owner is self.optimizer:
+            return
+        per_tensor = self.optimizer.get_config().get("clipnorm") is not None or any(
+            not w.requires_grad for w in self.weights
+        )
+        if per_tensor:
+            self._optimizer_variables = self.trainable_weights
+        else:
+            self._optimizer_variables = [self._flat_variable]
+        self._optimizer_owner = self.optimizer
+
+    def _grads_and_vars(self):
+        if self._optimizer_variables[0] is self._flat_variable:
+            return [(self._flat_grads, self._flat_variable)]
+        return [(w.grad, w) for w in self._optimizer_variables]
+
+    def _train_epoch(self, x, y, weights, order, batch_size, cbs) -> bool:
+        """One pass over the data. Returns False when a non-finite loss stopped training."""
+        n = len(x)
+        tracker = self._loss_tracker
+        compiled = self._compiled_metrics
+        grads = self._flat_grads
+        for step, start in enumerate(range(0, n, batch_size)):
+            if order is None:
+                index = slice(start, start + batch_size)
+            else:
+                index = order[start : start + batch_size]
+            xb, yb = x[index], y[index]
+            wb = None if weights is None else weights[index]
+            if cbs is not None:
+                cbs.on_train_batch_begin(step)
+            grads.fill(0)
+            y_pred, activity = self._forward(Tensor._from_op(xb, None), True)
+            loss = self._total_loss(yb, y_pred, wb, activity)
+            value = float(loss.data)
+            if not math.isfinite(value):
+                warnings.warn(
+                    f"The training loss became {value} at batch {step} of epoch {len(self.history.epoch) + 1}: "
+                    "training stopped before applying that update. The History holds the epochs completed "
+                    "before it; try a smaller learning rate or check the data.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                self.stop_training = True
+                return False
+            loss.backward()
+            tracker.update_state(loss.data, sample_weight=len(xb))
+            self.optimizer.apply_gradients(self._grads_and_vars())
+            for m in compiled:
+                m.update_state(yb, y_pred.data, sample_weight=wb)
+            if cbs is not None:
+                cbs.on_train_batch_end(step, self._metric_logs())
+        return True
+
+    def _metric_logs(self) -> dict:
+        return {m.name: m.result() for m in self.metrics}
+
+    # ================================================================ evaluate
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, return_dict=False, **kwargs):
+        """Loss (penalties included) and metrics on ``x``/``y``, with dropout off.
+
+        Returns a scalar when there are no metrics, else ``[loss, *metrics]`` in compile
+        order, or a dict (sorted keys) with ``return_dict=True`` — as Keras.
+        """
+        self._require_compiled("evaluate")
+        if kwargs:
+            raise ValueError(f"Argument(s) not recognized by evaluate: {sorted(kwargs)}")
+        batch_size = _check_positive_int(32 if batch_size is None else batch_size, "batch_size")
+        verbose = _check_verbose(verbose)
+        x = data_adapter.check_x(x, self._input_shape)
+        if not self.built:
+            self.build((None, *x.shape[1:]))
+        y = data_adapter.check_targets(y, len(x), self.loss, self.output_shape)
+        weights = data_adapter.sample_weights(sample_weight, None, y, len(x))
+        self._resolve_metrics(y)
+        logs = self._evaluate_arrays(x, y, weights, batch_size)
+        if verbose:
+            bar = callbacks_module.ProgbarLogger()
+            bar.set_model(self)
+            bar.set_params({"verbose": verbose, "epochs": 1, "steps": math.ceil(len(x) / batch_size)})
+            bar.on_test_begin()
+            bar.on_test_end(logs)
+        if return_dict:
+            return dict(sorted(logs.items()))
+        if not self._compiled_metrics:
+            return logs["loss"]
+        return [logs["loss"], *[logs[m.name] for m in self._compiled_metrics]]
+
+    def _evaluate_arrays(self, x, y, weights, batch_size) -> dict:
+        for m in self.metrics:
+            m.reset_state()
+        with no_grad():
+            for start in range(0, len(x), batch_size):
+                index = slice(start, start + batch_size)
+                xb, yb = x[index], y[index]
+                wb = None if weights is None else weights[index]
+                y_pred, activity = self._forward(Tensor._from_op(xb, None), False)
+                loss = self._total_loss(yb, y_pred, wb, activity)
+                self._loss_tracker.update_state(loss.data, sample_weight=len(xb))
+                for m in self._compiled_metrics:
+                    m.update_state(yb, y_pred.data, sample_weight=wb)
+        return self._metric_logs()
+
+    # ================================================================ predict
+    def predict(self, x, batch_size=None, verbose="auto"):
+        """Model outputs for ``x`` (dropout off), in batches of ``batch_size`` (32), as float32 ndarray."""
+        batch_size = _check_positive_int(32 if batch_size is None else batch_size, "batch_size")
+        verbose = _check_verbose(verbose)
+        x = data_adapter.check_x(x, self._input_shape)
+        if not self.built:
+            self.build((None, *x.shape[1:]))
+        with no_grad():
+            outputs = [
+                self._forward(Tensor._from_op(x[s : s + batch_size], None), False)[0].data
+                for s in range(0, len(x), batch_size)
+            ]
+        if verbose:
+            bar = callbacks_module.ProgbarLogger()
+            bar.set_model(self)
+            bar.set_params({"verbose": verbose, "epochs": 1, "steps": len(outputs)})
+            bar.on_predict_begin()
+            bar.on_predict_end()
+        return np.concatenate(outputs, axis=0)
+
+    def predict_classes(self, x, batch_size=None, verbose=0):
+        """Keras-2 spelling kept for old notebooks (removed in Keras 3): class indices.
+
+        For a one-unit sigmoid output, 0/1 of shape ``(n, 1)``; otherwise ``argmax`` over the
+        last axis. Warns with the modern spelling.
+        """
+        warnings.warn(
+            "`model.predict_classes()` was removed in Keras 3. Use `np.argmax(model.predict(x), axis=-1)`, "
+            "or `(model.predict(x) > 0.5).astype('int32')` for a sigmoid output.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        proba = self.predict(x, batch_size=batch_size, verbose=verbose)
+        if proba.shape[-1] == 1:
+            return (proba > 0.5).astype("int32")
+        return np.argmax(proba, axis=-1)
+
+    # ================================================================ misc
+    def summary(self, print_fn=None) -> None:
+        """Print a Keras-style table of layers, output shapes and parameter counts."""
+        from .summary import format_summary
+
+        (print_fn or print)(format_summary(self))
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "input_shape": None if self._input_shape is None else list(self._input_shape[1:]),
+            "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self._layers],
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Sequential":
+        from .layers import Input, deserialize
+
+        model = cls(name=config.get("name"))
+        if config.get("input_shape") is not None:
+            model.add(Input(shape=tuple(config["input_shape"])))
+        for spec in config["layers"]:
+            model.add(deserialize(spec))
+        return model
+
+    def save(self, filepath) -> None:
+        """Save config, weights and optimizer state to one file (see :mod:`minitensor.saving`)."""
+        from .saving import save_model
+
+        save_model(self, filepath)
+
+    def __repr__(self) -> str:
+        return f"<Sequential name={self.name}, layers={len(self._layers)}, built={self.built}>"
+
+
+def load_model(filepath) -> Sequential:
+    """Load a model written by ``Sequential.save`` (see :mod:`minitensor.saving`)."""
+    from .saving import load_model as _load
+
+    return _load(filepath)
