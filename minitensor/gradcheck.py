@@ -149,14 +149,15 @@ def _check_full(fn, tensors, checked, output, eps, atol, rtol, raise_exception) 
             onehot[j] = 1.0
             analytic[j] = _analytic_vjp(output, tensors, [i], onehot.reshape(output.shape))[i].ravel()
         numeric = np.empty((n_out, x.size))
-        flat = x.data.reshape(-1)  # a view: perturbing it perturbs x
         for k in range(x.size):
-            original = flat[k]
-            flat[k] = original + eps
+            # index x.data itself: reshape(-1) of a non-contiguous array is a copy, not a view
+            at = np.unravel_index(k, x.shape)
+            original = x.data[at]
+            x.data[at] = original + eps
             plus = _numeric_output(fn, tensors)
-            flat[k] = original - eps
+            x.data[at] = original - eps
             minus = _numeric_output(fn, tensors)
-            flat[k] = original
+            x.data[at] = original
             numeric[:, k] = ((plus - minus) / (2 * eps)).ravel()
         bad = np.abs(analytic - numeric) > atol + rtol * np.abs(numeric)
         if bad.any():

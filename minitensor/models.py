@@ -364,6 +364,7 @@ class Sequential:
             (x, y, weights), val = data_adapter.train_validation_split((x, y, weights), validation_split)
         self._resolve_metrics(y)
         self._prepare_optimizer()
+        plan = self._compiled_plan() if self.jit_compile else None
 
         n = len(x)
         steps = math.ceil(n / batch_size)
@@ -380,7 +381,13 @@ class Sequential:
                 m.reset_state()
             cbs.on_epoch_begin(epoch)
             order = generator().permutation(n) if shuffle else None
-            finite = self._train_epoch(x, y, weights, order, batch_size, cbs if batch_logs else None)
+            if plan is not None:
+                # the whole epoch runs in compiled code: batch hooks see only its last step
+                finite = plan.train_epoch(x, y, weights, order, batch_size)
+                if finite and batch_logs:
+                    cbs.on_train_batch_end(steps - 1, self._metric_logs())
+            else:
+                finite = self._train_epoch(x, y, weights, order, batch_size, cbs if batch_logs else None)
             if not finite:
                 break
             logs = self._metric_logs()
@@ -445,14 +452,7 @@ class Sequential:
             loss = self._total_loss(yb, y_pred, wb, activity)
             value = float(loss.data)
             if not math.isfinite(value):
-                warnings.warn(
-                    f"The training loss became {value} at batch {step} of epoch {len(self.history.epoch) + 1}: "
-                    "training stopped before applying that update. The History holds the epochs completed "
-                    "before it; try a smaller learning rate or check the data.",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-                self.stop_training = True
+                self._stop_on_non_finite_loss(value, step)
                 return False
             loss.backward()
             tracker.update_state(loss.data, sample_weight=len(xb))
@@ -462,6 +462,29 @@ class Sequential:
             if cbs is not None:
                 cbs.on_train_batch_end(step, self._metric_logs())
         return True
+
+    def _stop_on_non_finite_loss(self, value, step) -> None:
+        """Warn and stop: called before the update of the batch whose loss is not finite."""
+        warnings.warn(
+            f"The training loss became {value} at batch {step} of epoch {len(self.history.epoch) + 1}: "
+            "training stopped before applying that update. The History holds the epochs completed "
+            "before it; try a smaller learning rate or check the data.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        self.stop_training = True
+
+    def _compiled_plan(self):
+        """The Numba training plan for this model, or None (with a one-time notice) to use the reference path."""
+        from . import compiled
+
+        plan, reason = compiled.build_plan(self)
+        if plan is None and not getattr(self, "_fallback_noted", False):
+            warnings.warn(
+                f"jit_compile=True: {reason}. Training on the reference path instead.", UserWarning, stacklevel=3
+            )
+            self._fallback_noted = True
+        return plan
 
     def _metric_logs(self) -> dict:
         return {m.name: m.result() for m in self.metrics}

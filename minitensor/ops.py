@@ -168,6 +168,8 @@ class Pow(Op):
 
     def backward(self, g):
         p = self.a.dtype.type(self.exponent)
+        if p == 0:  # d/da a**0 = 0 everywhere, including a = 0 where p * a**(p-1) would be 0 * inf
+            return (np.zeros_like(self.a),)
         return (g * p * np.power(self.a, p - 1),)
 
 
@@ -223,6 +225,8 @@ class Linear(Op):
 def _expand_reduced(g, shape, axis, keepdims):
     """Re-insert reduced axes into ``g`` so it broadcasts against an input of ``shape``."""
     if not keepdims and axis is not None:
+        if not shape:  # a 0-d input "reduced" over axis 0 or -1 (as NumPy allows) had no axis removed
+            return g
         axes = (axis,) if np.isscalar(axis) else tuple(axis)
         g = np.expand_dims(g, tuple(a % len(shape) for a in axes))
     elif not keepdims:
@@ -325,7 +329,8 @@ class Transpose(Op):
     def backward(self, g):
         if self.axes is None:
             return (np.transpose(g),)
-        return (np.transpose(g, np.argsort(self.axes)),)
+        # normalise negative axes first: argsort((-1, 0)) is not the inverse of that permutation
+        return (np.transpose(g, np.argsort([a % g.ndim for a in self.axes])),)
 
 
 class GetItem(Op):
@@ -587,8 +592,9 @@ class SoftmaxCrossEntropyWithLogits(Op):
 
     def backward(self, g):
         g = np.expand_dims(g, self.axis)
-        total_y = self.y.sum(axis=self.axis, keepdims=True)
-        return (g * (self.softmax * total_y - self.y),)
+        y = np.broadcast_to(self.y, self.softmax.shape)  # labels may broadcast, as in forward
+        total_y = y.sum(axis=self.axis, keepdims=True)
+        return (g * (self.softmax * total_y - y),)
 
 
 class SparseSoftmaxCrossEntropyWithLogits(Op):
