@@ -244,6 +244,7 @@ def test_lists_and_pandas_are_accepted():
     compiled().fit(pandas.DataFrame(x), pandas.Series(y), epochs=1, verbose=0)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered")
 def test_non_finite_loss_stops_training_and_keeps_history():
     x, y = binary_data(n=64)
     model = Sequential([Input(shape=(5,)), Dense(1)])
