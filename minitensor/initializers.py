@@ -35,6 +35,7 @@ import re
 import numpy as np
 
 from . import random as _random
+from .identifiers import resolve
 
 __all__ = [
     "Initializer",
@@ -591,19 +592,4 @@ def get(identifier):
         >>> get({"class_name": "Constant", "config": {"value": 2.0}})((1,)).tolist()
         [2.0]
     """
-    if identifier is None:
-        return None
-    if isinstance(identifier, str):
-        cls = _BY_NAME.get(identifier)
-        if cls is not None:
-            return cls()
-    elif isinstance(identifier, dict) and isinstance(identifier.get("class_name"), str):
-        cls = _BY_NAME.get(identifier["class_name"])
-        if cls is not None:
-            return cls.from_config(dict(identifier.get("config") or {}))
-    elif isinstance(identifier, type):
-        if issubclass(identifier, Initializer):
-            return identifier()
-    elif callable(identifier):
-        return identifier
-    raise ValueError(f"Could not interpret initializer identifier: {identifier}")
+    return resolve(identifier, _BY_NAME, Initializer, "initializer")

@@ -23,6 +23,7 @@ import warnings
 import numpy as np
 
 from . import activations, initializers, ops, regularizers
+from .identifiers import serialize as _serialize
 from .random import make_generator
 from .tensor import Tensor
 
@@ -227,7 +228,7 @@ class Dense(Layer):
     Shapes: input (batch, in) -> output (batch, units); kernel (in, units), bias (units,).
 
     Example:
-        >>> Dense(12, activation="relu", input_dim=64).units  # doctest: +SKIP
+        >>> Dense(12, activation="relu").units
         12
     """
 
@@ -304,27 +305,10 @@ class Dense(Layer):
     def from_config(cls, config):
         config = dict(config)
         for key in ("kernel_initializer", "bias_initializer"):
-            config[key] = _deserialize_arg(config[key], initializers)
+            config[key] = initializers.get(config[key])
         for key in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
-            config[key] = _deserialize_arg(config.get(key), regularizers)
+            config[key] = regularizers.get(config.get(key))
         return cls(**config)
-
-
-def _serialize(obj):
-    """``{"class_name", "config"}`` for an initializer/regularizer (``None`` stays ``None``)."""
-    if obj is None:
-        return None
-    return {"class_name": type(obj).__name__, "config": obj.get_config()}
-
-
-def _deserialize_arg(value, module):
-    """Inverse of :func:`_serialize`: rebuild the object from ``module``'s class of that name."""
-    if isinstance(value, dict):
-        cls = getattr(module, value.get("class_name", ""), None)
-        if not isinstance(cls, type):
-            raise ValueError(f"Unknown {module.__name__} class in a layer config. Received: {value!r}")
-        return cls.from_config(value.get("config", {}))
-    return module.get(value)
 
 
 class Dropout(Layer):

@@ -72,10 +72,13 @@ class Sequential:
         name: the model's name (``sequential``, ``sequential_1``, ... by default).
 
     Example:
-        >>> from minitensor.layers import Dense
+        >>> from minitensor.layers import Dense, Input
         >>> model = Sequential()
-        >>> model.add(Dense(12, activation="relu", input_dim=64))  # doctest: +SKIP
-        >>> model.add(Dense(1, activation="sigmoid"))              # doctest: +SKIP
+        >>> model.add(Input(shape=(64,)))
+        >>> model.add(Dense(12, activation="relu"))
+        >>> model.add(Dense(1, activation="sigmoid"))
+        >>> model.count_params()
+        793
     """
 
     def __init__(self, layers=None, name=None):

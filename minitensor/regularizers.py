@@ -34,6 +34,7 @@ import math
 import numpy as np
 
 from . import ops
+from .identifiers import resolve
 from .tensor import Tensor
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "l1", "l2", "l1_l2", "get"]
@@ -225,19 +226,4 @@ def get(identifier):
         >>> get({"class_name": "L1L2", "config": {"l1": 0.0, "l2": 0.5}}).l2
         0.5
     """
-    if identifier is None:
-        return None
-    if isinstance(identifier, str):
-        cls = _BY_NAME.get(identifier)
-        if cls is not None:
-            return cls()
-    elif isinstance(identifier, dict) and isinstance(identifier.get("class_name"), str):
-        cls = _BY_NAME.get(identifier["class_name"])
-        if cls is not None:
-            return cls.from_config(dict(identifier.get("config") or {}))
-    elif isinstance(identifier, type):
-        if issubclass(identifier, Regularizer):
-            return identifier()
-    elif callable(identifier):
-        return identifier
-    raise ValueError(f"Could not interpret regularizer identifier: {identifier}")
+    return resolve(identifier, _BY_NAME, Regularizer, "regularizer")

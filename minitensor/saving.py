@@ -29,6 +29,8 @@ import zipfile
 
 import numpy as np
 
+from .identifiers import serialize as _serialize
+
 FORMAT_NAME = "minitensor.model"
 FORMAT_VERSION = 1
 
@@ -41,10 +43,6 @@ def _json_array(obj) -> np.ndarray:
 
 def _read_json(archive, key):
     return json.loads(bytes(archive[key]).decode("utf-8"))
-
-
-def _serialize(obj):
-    return {"class_name": type(obj).__name__, "config": obj.get_config()}
 
 
 def _compile_config(model):

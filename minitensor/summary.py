@@ -6,8 +6,11 @@ Keras renders it with ``rich``; this is the same layout in plain box-drawing tex
 Example:
     >>> from minitensor.models import Sequential
     >>> from minitensor.layers import Dense, Input
-    >>> print(format_summary(Sequential([Input(shape=(64,)), Dense(12)])).splitlines()[0])
-    Model: "sequential..."  # doctest: +SKIP
+    >>> text = format_summary(Sequential([Input(shape=(64,)), Dense(12)], name="demo"))
+    >>> text.splitlines()[0]
+    'Model: "demo"'
+    >>> " Total params: 780 (3.05 KB)" in text
+    True
 """
 
 from __future__ import annotations
