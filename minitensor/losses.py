@@ -498,6 +498,9 @@ def _reduce_weighted(values: Tensor, sample_weight, mask, reduction) -> Tensor:
         values = values * _const(sample_weight)
     if reduction is None or reduction == "none" or values.ndim == 0 or values.shape == (0,):
         return values
+    if sample_weight is None and reduction in ("mean", "sum_over_batch_size"):
+        # one op instead of sum-then-divide; the same float32 result (a correctly rounded quotient)
+        return ops.mean(values)
     loss = ops.sum(values)
     if reduction == "sum":
         return loss

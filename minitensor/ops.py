@@ -216,9 +216,11 @@ class Linear(Op):
         return out
 
     def backward(self, g):
-        x2 = self.x.reshape(-1, self.x.shape[-1])
-        g2 = g.reshape(-1, g.shape[-1])
-        return g @ self.kernel.T, x2.T @ g2, g2.sum(axis=0)
+        x2 = self.x if self.x.ndim == 2 else self.x.reshape(-1, self.x.shape[-1])
+        g2 = g if g.ndim == 2 else g.reshape(-1, g.shape[-1])
+        # a model's input needs no gradient: skip the largest product of the first layer
+        dx = g @ self.kernel.T if self.inputs[0].requires_grad else None
+        return dx, x2.T @ g2, g2.sum(axis=0)
 
 
 # ------------------------------------------------------------------ reductions
