@@ -1,0 +1,1008 @@
+"""Numba kernels of the compiled training path (``compile(jit_compile=True)``).
+
+One call of :func:`train_epoch` runs every step of an epoch of a Sequential stack of Dense
+(and Dropout) layers: gather the batch, forward pass, loss and weight penalties, loss tracker
+and accuracy metrics, backward pass, optimizer update, with no Python in between.
+:mod:`minitensor.compiled` decides whether a model is supported and lays out the arrays; this
+module only computes. It is imported when a plan is built, never by ``import minitensor``
+(importing Numba takes about 0.2 s, and Numba then imports SciPy's BLAS wrappers, about
+0.2 s more; compiling these kernels takes 10-20 s). The kernels are cached on disk
+(``cache=True``): a later process loads them (about 0.2 s) instead of compiling them.
+
+Layout: a layer's inputs, pre-activations, outputs and gradients live in one float32
+workspace, feature-major ((width, batch), C-contiguous), so the loops over the batch are the
+long, contiguous, vectorised ones; the parameters and their gradients are the model's flat
+buffers (each kernel row-major (in, out), as Keras).
+
+Numerics: every value is float32 and every formula is the reference path's (the autograd
+graph of :mod:`minitensor.ops`, :mod:`minitensor.losses` and :mod:`minitensor.optimizers`),
+operation by operation:
+
+* sums that NumPy computes with its pairwise algorithm (losses over a batch, penalties
+  ``sum(w*w)``, per-row sums over classes, metric totals) use the same algorithm
+  (:func:`pairwise_sum`), so they round identically; the column sums of a bias gradient are
+  sequential, as NumPy's ``sum(axis=0)``;
+* matrix products go through BLAS ``sgemm`` (``np.dot`` inside Numba, on contiguous or
+  transposed-contiguous float32 arrays: no copies) or, for tiny layers and batch size 1,
+  through plain loops; their summation order differs from the reference's BLAS calls, and
+  ``exp``/``log1p``/``tanh`` come from the C library rather than NumPy's SIMD versions (an
+  ulp apart at times), which is why the two paths agree to float32 round-off rather than bit
+  for bit;
+* ``error_model='numpy'`` (no Python division checks, so loops vectorise) and no fast-math
+  flags (IEEE results, no fused multiply-add contraction), except ``reassoc`` alone on the dot
+  products of the weight gradients (:func:`_dot_rows`) so that they vectorise, as BLAS's do.
+
+Subnormals: the optimizer updates flush to zero, as TensorFlow's CPU kernels do. A product
+whose result would be below the smallest normal float32 (1.18e-38) is 0, and is never
+computed (its operand is zeroed first, see :func:`_threshold`); a new slot value below it is
+stored as 0. Float32 arithmetic that produces subnormals is 20-30 times slower on x86
+(measured here: an Adam step over 670k parameters with 200k subnormal moments, 5.2 ms plain
+vs 0.9 ms flushed), and Adam's moments of weights whose gradient stays 0 decay into them.
+Parity: a flushed product is one that the reference path (NumPy, which does not flush) keeps
+as a subnormal. The weights are unaffected in practice (a flushed update term is below 1e-30);
+slot values that the reference path lets decay through the subnormals stay at their last
+normal value or become 0 here, as in Keras (Adam's ``m`` sticks near 1e-37 once
+``(g - m)*(1 - beta_1)`` is subnormal), and a subnormal slot value loaded from a state
+becomes 0 after one step.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+from numba import njit
+
+__all__ = ["train_epoch", "pairwise_sum", "HAVE_BLAS"]
+
+_JIT = dict(cache=True, error_model="numpy", fastmath=False, nogil=True)
+
+#: ``np.dot`` inside Numba calls BLAS through SciPy; without SciPy every layer uses the loops.
+HAVE_BLAS = importlib.util.find_spec("scipy") is not None
+
+# ---------------------------------------------------------------------------- codes
+ACT_LINEAR = 0
+ACT_RELU = 1
+ACT_SIGMOID = 2
+ACT_TANH = 3
+ACT_SOFTMAX = 4
+
+LOSS_BCE = 0
+LOSS_CCE = 1
+LOSS_SCCE = 2
+LOSS_MSE = 3
+
+MET_BINARY = 1
+MET_CATEGORICAL = 2
+MET_SPARSE = 3
+
+OPT_SGD = 0
+OPT_RMSPROP = 1
+OPT_ADAM = 2
+OPT_ADAGRAD = 3
+
+# columns of the per-layer table `lmeta` (int64, one row per Dense layer)
+L_IN = 0  # input width K
+L_OUT = 1  # output width J
+L_WOFF = 2  # kernel offset in the flat parameters (K*J values, row-major (K, J))
+L_BOFF = 3  # bias offset, or -1 without bias
+L_ACT = 4  # activation code
+L_BLAS = 5  # 1: matrix products through BLAS
+L_A = 6  # workspace offset of the layer's input, feature-major (K, batch)
+L_Z = 7  # workspace offset of its pre-activation (J, batch)
+L_H = 8  # workspace offset of its activation output (J, batch; == L_Z for linear)
+L_NCOLS = 9
+
+# columns of `lreg` (float32, one row per Dense layer): penalty factors, 0 = none
+R_KL1 = 0
+R_KL2 = 1
+R_BL1 = 2
+R_BL2 = 3
+
+# columns of the dropout table `dmeta` (int64, one row per Dropout layer, in layer order)
+D_AFTER = 0  # index of the Dense layer whose output it follows (-1: the model's input)
+D_WIDTH = 1
+D_MASK = 2  # offset of its keep-mask (epoch rows x width, bool, sample-major) in `masks`
+D_SRC = 3  # workspace offset it reads (width, batch)
+D_DST = 4  # workspace offset it writes (width, batch)
+
+# offsets `goff` (int64) of the shared workspace buffers
+G_XB = 0  # gathered inputs, feature-major (d0, batch)
+G_YB = 1  # gathered targets for the loss (batch, k)
+G_YM = 2  # gathered targets for the metrics (batch, k)
+G_SW = 3  # gathered sample weights (batch,)
+G_G1 = 4  # gradient buffer (widest, batch)
+G_G2 = 5  # gradient buffer (widest, batch)
+G_V = 6  # per-sample values (batch,)
+G_R = 7  # one row of scratch (widest)
+G_NCOLS = 8
+
+# entries of the optimizer's `hyper` (float32) and `flags` (int64)
+H_LR = 0
+H_C1 = 1  # SGD momentum | RMSprop rho | Adam beta_1
+H_C2 = 2  # RMSprop 1-rho | Adam beta_2
+H_C3 = 3  # RMSprop momentum | Adam 1-beta_1
+H_C4 = 4  # Adam 1-beta_2
+H_EPS = 5
+H_WD = 6  # weight decay
+H_CLIP = 7  # clipvalue
+H_N = 8
+
+F_NESTEROV = 0
+F_CENTERED = 1
+F_AMSGRAD = 2
+F_MOMENTUM = 3  # SGD / RMSprop use a momentum slot
+F_WD = 4
+F_CLIP = 5
+F_N = 6
+
+TINY = float(np.finfo(np.float32).tiny)  # smallest normal float32, as a float64
+TINY32 = np.float32(TINY)
+
+
+# ---------------------------------------------------------------------------- helpers
+@njit(**_JIT)
+def _threshold(b):
+    """The float32 ``t`` such that ``|a| < t`` exactly when ``a*b`` would be subnormal (within an ulp).
+
+    Multiplying by ``b`` only operands with ``|a| >= t`` never produces a subnormal result, so
+    the products below run at full speed; the operands below ``t`` give 0, as a flush-to-zero
+    multiply would. (A product within a millionth of the smallest normal may also be flushed.)
+    """
+    bb = abs(np.float64(b))
+    if bb == 0.0:
+        return np.float32(np.inf)
+    return np.float32(TINY / bb * (1.0 + 2.0**-20))
+
+
+@njit(**_JIT)
+def _fz(a, threshold):
+    """``a``, or 0 when ``|a| < threshold`` (NaN and infinities pass)."""
+    if abs(a) < threshold:
+        return np.float32(0.0)
+    return a
+
+
+@njit(**_JIT)
+def _ftz(v):
+    """``v`` (float32), or 0 when it is subnormal."""
+    if abs(v) < TINY32:
+        return np.float32(0.0)
+    return v
+
+
+@njit(**_JIT)
+def _block_sum(a, start, n):
+    """NumPy's pairwise sum of ``a[start:start+n]`` for n <= 128 (one block: 8 interleaved partial sums).
+
+    From ``pairwise_sum`` in numpy/_core/src/umath/loops_utils.h.src.
+    """
+    if n < 8:
+        res = np.float32(0.0)
+        for i in range(start, start + n):
+            res += a[i]
+        return res
+    r0 = a[start]
+    r1 = a[start + 1]
+    r2 = a[start + 2]
+    r3 = a[start + 3]
+    r4 = a[start + 4]
+    r5 = a[start + 5]
+    r6 = a[start + 6]
+    r7 = a[start + 7]
+    whole = n - n % 8
+    for i in range(start + 8, start + whole, 8):
+        r0 += a[i]
+        r1 += a[i + 1]
+        r2 += a[i + 2]
+        r3 += a[i + 3]
+        r4 += a[i + 4]
+        r5 += a[i + 5]
+        r6 += a[i + 6]
+        r7 += a[i + 7]
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for i in range(start + whole, start + n):
+        res += a[i]
+    return res
+
+
+@njit(**_JIT)
+def _term(v, mode):
+    if mode == 1:
+        return v * v
+    if mode == 2:
+        return abs(v)
+    return v
+
+
+@njit(**_JIT)
+def _block_sum_mode(a, start, n, mode):
+    """:func:`_block_sum` of ``a*a`` (mode 1) or ``|a|`` (mode 2), or of ``a`` (mode 0)."""
+    if mode == 0:
+        return _block_sum(a, start, n)
+    if n < 8:
+        res = np.float32(0.0)
+        for i in range(start, start + n):
+            res += _term(a[i], mode)
+        return res
+    r0 = _term(a[start], mode)
+    r1 = _term(a[start + 1], mode)
+    r2 = _term(a[start + 2], mode)
+    r3 = _term(a[start + 3], mode)
+    r4 = _term(a[start + 4], mode)
+    r5 = _term(a[start + 5], mode)
+    r6 = _term(a[start + 6], mode)
+    r7 = _term(a[start + 7], mode)
+    whole = n - n % 8
+    for i in range(start + 8, start + whole, 8):
+        r0 += _term(a[i], mode)
+        r1 += _term(a[i + 1], mode)
+        r2 += _term(a[i + 2], mode)
+        r3 += _term(a[i + 3], mode)
+        r4 += _term(a[i + 4], mode)
+        r5 += _term(a[i + 5], mode)
+        r6 += _term(a[i + 6], mode)
+        r7 += _term(a[i + 7], mode)
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for i in range(start + whole, start + n):
+        res += _term(a[i], mode)
+    return res
+
+
+@njit(**_JIT)
+def _pairwise_large(a, start, n, mode):
+    # NumPy recurses: n2 = n/2 rounded down to a multiple of 8, (left half) + (right half),
+    # blocks of at most 128 summed by _block_sum. Iteratively, with an explicit stack.
+    stack_s = np.empty(64, np.int64)
+    stack_n = np.empty(64, np.int64)
+    stack_state = np.empty(64, np.int64)  # 0: left half pending, 1: right half pending
+    partial = np.empty(64, np.float32)
+    top = 0
+    stack_s[0] = start
+    stack_n[0] = n
+    stack_state[0] = 0
+    result = np.float32(0.0)
+    while top >= 0:
+        s = stack_s[top]
+        m = stack_n[top]
+        if m <= 128:
+            value = _block_sum_mode(a, s, m, mode)
+            top -= 1
+            while True:  # hand the value up
+                if top < 0:
+                    result = value
+                    break
+                if stack_state[top] == 0:  # it was the left half: keep it, expand the right half
+                    partial[top] = value
+                    stack_state[top] = 1
+                    n2 = stack_n[top] // 2
+                    n2 -= n2 % 8
+                    ps = stack_s[top]
+                    pm = stack_n[top]
+                    top += 1
+                    stack_s[top] = ps + n2
+                    stack_n[top] = pm - n2
+                    stack_state[top] = 0
+                    break
+                value = partial[top] + value  # it was the right half: combine, go up
+                top -= 1
+            continue
+        n2 = m // 2
+        n2 -= n2 % 8
+        top += 1
+        stack_s[top] = s
+        stack_n[top] = n2
+        stack_state[top] = 0
+    return result
+
+
+@njit(inline="always", **_JIT)
+def pairwise_sum(a, start, n):
+    """float32 sum of ``a[start:start+n]`` in NumPy's pairwise order (bit-identical to ``.sum()``)."""
+    if n <= 128:
+        return _block_sum(a, start, n)
+    return _pairwise_large(a, start, n, 0)
+
+
+@njit(**_JIT)
+def pairwise_sum_mode(a, start, n, mode):
+    """NumPy's ``(a*a).sum()`` (mode 1) or ``abs(a).sum()`` (mode 2) over ``a[start:start+n]``, bit for bit."""
+    if n <= 128:
+        return _block_sum_mode(a, start, n, mode)
+    return _pairwise_large(a, start, n, mode)
+
+
+if HAVE_BLAS:
+
+    @njit(**_JIT)
+    def _gemm(a, b, out):
+        np.dot(a, b, out)
+
+else:  # pragma: no cover - SciPy is installed with the test extras
+
+    @njit(**_JIT)
+    def _gemm(a, b, out):
+        for i in range(out.shape[0]):
+            for j in range(out.shape[1]):
+                out[i, j] = 0
+            for k in range(a.shape[1]):
+                av = a[i, k]
+                for j in range(out.shape[1]):
+                    out[i, j] += av * b[k, j]
+
+
+# ---------------------------------------------------------------------------- layers
+# Activations and their gradients are stored feature-major: (width, batch) C-contiguous, so
+# the innermost loops of the small matrix products run over the batch (long, contiguous,
+# vectorised) rather than over a layer's few units.
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"}, nogil=True)
+def _dot_rows(a, i, b, j):
+    """``a[i] . b[j]`` for rows of two C-contiguous float32 matrices (the weight gradient's dot products).
+
+    The only function compiled with a fast-math flag: ``reassoc`` alone, so LLVM may split the
+    sum into vector lanes (as BLAS does); every operation stays an IEEE float32 multiply or add
+    (no contraction into fused multiply-adds, no finite-math assumptions).
+    """
+    res = np.float32(0.0)
+    for t in range(a.shape[1]):
+        res += a[i, t] * b[j, t]
+    return res
+
+
+@njit(**_JIT)
+def _dense_forward(at, w, bias, has_bias, zt, blas):
+    """``z = a @ w (+ bias)`` feature-major: at (K, B), w (K, J), zt (J, B).
+
+    Each output sums its K products in order (k = 0, 1, ...), then adds the bias, as the
+    reference's ``x @ kernel + bias`` up to BLAS's summation order.
+    """
+    kk, bc = at.shape
+    jj = w.shape[1]
+    if blas:
+        _gemm(w.T, at, zt)
+    elif bc == 1:
+        # a matrix-vector product: zt (J, 1) is contiguous over j
+        for j in range(jj):
+            zt[j, 0] = 0
+        for k in range(kk):
+            av = at[k, 0]
+            for j in range(jj):
+                zt[j, 0] += av * w[k, j]
+    else:
+        # four outputs at a time share each row of `at` (fewer, longer passes over the batch)
+        j = 0
+        while j + 4 <= jj:
+            for b in range(bc):
+                zt[j, b] = 0
+                zt[j + 1, b] = 0
+                zt[j + 2, b] = 0
+                zt[j + 3, b] = 0
+            for k in range(kk):
+                w0 = w[k, j]
+                w1 = w[k, j + 1]
+                w2 = w[k, j + 2]
+                w3 = w[k, j + 3]
+                for b in range(bc):
+                    av = at[k, b]
+                    zt[j, b] += w0 * av
+                    zt[j + 1, b] += w1 * av
+                    zt[j + 2, b] += w2 * av
+                    zt[j + 3, b] += w3 * av
+            j += 4
+        while j < jj:
+            for b in range(bc):
+                zt[j, b] = 0
+            for k in range(kk):
+                wv = w[k, j]
+                for b in range(bc):
+                    zt[j, b] += wv * at[k, b]
+            j += 1
+    if has_bias:
+        for j in range(jj):
+            bv = bias[j]
+            for b in range(bc):
+                zt[j, b] += bv
+
+
+@njit(**_JIT)
+def _activation_forward(zt, ht, act, row):
+    jj, bc = zt.shape
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    if act == ACT_RELU:
+        for j in range(jj):
+            for b in range(bc):
+                v = zt[j, b]
+                ht[j, b] = v if not v < zero else zero  # np.maximum(v, 0), NaN kept
+    elif act == ACT_SIGMOID:
+        for j in range(jj):
+            for b in range(bc):
+                v = zt[j, b]
+                e = np.exp(-abs(v))
+                ht[j, b] = one / (one + e) if v >= zero else e / (one + e)
+    elif act == ACT_TANH:
+        for j in range(jj):
+            for b in range(bc):
+                ht[j, b] = np.tanh(zt[j, b])
+    elif act == ACT_SOFTMAX:
+        for b in range(bc):
+            shift = zt[0, b]
+            for j in range(1, jj):
+                if zt[j, b] > shift:
+                    shift = zt[j, b]
+            for j in range(jj):
+                row[j] = np.exp(zt[j, b] - shift)
+            total = pairwise_sum(row, 0, jj)
+            for j in range(jj):
+                ht[j, b] = row[j] / total
+
+
+@njit(**_JIT)
+def _activation_backward(gt, ht, act, row):
+    """``gt`` (dL/dh, feature-major) becomes dL/dz in place; ``ht`` is the activation's output."""
+    jj, bc = gt.shape
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    if act == ACT_RELU:
+        for j in range(jj):
+            for b in range(bc):
+                gt[j, b] = gt[j, b] * (one if ht[j, b] > zero else zero)
+    elif act == ACT_SIGMOID:
+        for j in range(jj):
+            for b in range(bc):
+                o = ht[j, b]
+                gt[j, b] = gt[j, b] * o * (one - o)
+    elif act == ACT_TANH:
+        for j in range(jj):
+            for b in range(bc):
+                o = ht[j, b]
+                gt[j, b] = gt[j, b] * (one - o * o)
+    elif act == ACT_SOFTMAX:
+        for b in range(bc):
+            # inner = sum(g*out) over the classes (pairwise, as NumPy); then out * (g - inner)
+            for j in range(jj):
+                row[j] = gt[j, b] * ht[j, b]
+            inner = pairwise_sum(row, 0, jj)
+            for j in range(jj):
+                gt[j, b] = ht[j, b] * (gt[j, b] - inner)
+
+
+@njit(**_JIT)
+def _dense_backward(at, w, gzt, gw, gb, has_bias, gat, need_ga, blas):
+    """From gzt = dL/dz (J, B): gw = a.T @ gz (K, J), gb = sums of gz over the batch, gat = (gz @ w.T).T."""
+    kk, bc = at.shape
+    jj = w.shape[1]
+    if blas:
+        _gemm(at, gzt.T, gw)
+    elif bc == 1:
+        for k in range(kk):
+            av = at[k, 0]
+            for j in range(jj):
+                gw[k, j] = av * gzt[j, 0]
+    else:
+        for k in range(kk):
+            for j in range(jj):
+                gw[k, j] = _dot_rows(at, k, gzt, j)
+    if has_bias:
+        if jj == 1:
+            # NumPy sums a (B, 1) column as one contiguous vector: pairwise
+            gb[0] = pairwise_sum(gzt.reshape(bc), 0, bc)
+        else:
+            # NumPy's sum(axis=0) of a (B, J) array: row after row
+            for j in range(jj):
+                gb[j] = gzt[j, 0]
+            for b in range(1, bc):
+                for j in range(jj):
+                    gb[j] += gzt[j, b]
+    if need_ga:
+        if blas:
+            _gemm(w, gzt, gat)
+        elif bc == 1:
+            g_row = gzt.reshape((1, jj))
+            for k in range(kk):
+                gat[k, 0] = _dot_rows(w, k, g_row, 0)
+        else:
+            k = 0
+            while k + 4 <= kk:
+                for b in range(bc):
+                    gat[k, b] = 0
+                    gat[k + 1, b] = 0
+                    gat[k + 2, b] = 0
+                    gat[k + 3, b] = 0
+                for j in range(jj):
+                    w0 = w[k, j]
+                    w1 = w[k + 1, j]
+                    w2 = w[k + 2, j]
+                    w3 = w[k + 3, j]
+                    for b in range(bc):
+                        gv = gzt[j, b]
+                        gat[k, b] += w0 * gv
+                        gat[k + 1, b] += w1 * gv
+                        gat[k + 2, b] += w2 * gv
+                        gat[k + 3, b] += w3 * gv
+                k += 4
+            while k < kk:
+                for b in range(bc):
+                    gat[k, b] = 0
+                for j in range(jj):
+                    wv = w[k, j]
+                    for b in range(bc):
+                        gat[k, b] += wv * gzt[j, b]
+                k += 1
+
+
+@njit(**_JIT)
+def _penalty(params, off, n, l1, l2):
+    """Keras's penalty ``l1*sum|w| (+) l2*sum(w*w)`` at the current weights (0 when both are 0)."""
+    pen = np.float32(0.0)
+    if l1 != 0:
+        pen = l1 * pairwise_sum_mode(params, off, n, 2)
+        if l2 != 0:
+            pen = pen + l2 * pairwise_sum_mode(params, off, n, 1)
+    elif l2 != 0:
+        pen = l2 * pairwise_sum_mode(params, off, n, 1)
+    return pen
+
+
+@njit(**_JIT)
+def _penalty_grad(params, grads, off, n, l1, l2):
+    """Add the penalty's gradient ``l1*sign(w) + 2*l2*w`` (as ``l2*w + l2*w``) to ``grads``."""
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    if l2 != 0:
+        for i in range(off, off + n):
+            t = l2 * params[i]
+            grads[i] = (t + t) + grads[i]
+    if l1 != 0:
+        for i in range(off, off + n):
+            w = params[i]
+            s = one if w > zero else (-one if w < zero else (zero if w == zero else w))
+            grads[i] = l1 * s + grads[i]
+
+
+# ---------------------------------------------------------------------------- loss
+@njit(**_JIT)
+def _loss_forward_backward(ut, yb, labels, sw, has_sw, loss_kind, gt, vals, row, fused, ht):
+    """Per-sample losses of ``ut`` (k, B) into ``vals``, the batch loss, and dL/du into ``gt`` (k, B).
+
+    With ``fused`` (a sigmoid output with binary cross-entropy, a softmax output with a
+    categorical one) the output activation, which the loss computes anyway from the logits with
+    the same formula, is also written to ``ht``.
+
+    ``ut`` holds logits for the cross-entropies (recovered from a sigmoid/softmax output, or
+    ``from_logits=True``) and the outputs for the squared error; ``yb`` is (B, k). The batch
+    loss is ``sum(vals*sw)/B`` (``sum_over_batch_size``); the upstream gradient of sample ``i``
+    is ``((1/B) * sw_i) / k`` (the ``/k`` from the mean over outputs, when k > 1), as the graph's.
+    """
+    kk, bc = ut.shape
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    two = np.float32(2.0)
+    nb = np.float32(bc)
+    kf = np.float32(kk)
+    inv_n = one / nb
+    ybf = yb.reshape(yb.size)
+    if loss_kind == LOSS_BCE:
+        for b in range(bc):
+            gi = inv_n * sw[b] if has_sw else inv_n
+            if kk > 1:
+                gi = gi / kf
+            for j in range(kk):
+                z = ut[j, b]
+                y = yb[b, j]
+                e = np.exp(-abs(z))
+                row[j] = ((z if z > zero else zero) - z * y) + np.log1p(e)
+                sig = one / (one + e) if z >= zero else e / (one + e)
+                gt[j, b] = gi * (sig - y)
+                if fused:
+                    ht[j, b] = sig
+            if kk == 1:
+                vals[b] = row[0]
+            else:
+                vals[b] = pairwise_sum(row, 0, kk) / kf
+    elif loss_kind == LOSS_CCE or loss_kind == LOSS_SCCE:
+        for b in range(bc):
+            shift = ut[0, b]
+            for j in range(1, kk):
+                if ut[j, b] > shift:
+                    shift = ut[j, b]
+            for j in range(kk):
+                row[j] = np.exp(ut[j, b] - shift)
+            total = pairwise_sum(row, 0, kk)
+            log_total = np.log(total)
+            gi = inv_n * sw[b] if has_sw else inv_n
+            if fused:
+                for j in range(kk):
+                    ht[j, b] = row[j] / total
+            if loss_kind == LOSS_CCE:
+                # softmax into gt first (row is reused for the per-class terms)
+                for j in range(kk):
+                    gt[j, b] = row[j] / total
+                for j in range(kk):
+                    row[j] = yb[b, j] * (log_total - (ut[j, b] - shift))
+                vals[b] = pairwise_sum(row, 0, kk)
+                total_y = pairwise_sum(ybf, b * kk, kk)
+                for j in range(kk):
+                    gt[j, b] = gi * (gt[j, b] * total_y - yb[b, j])
+            else:
+                label = labels[b]
+                vals[b] = log_total - (ut[label, b] - shift)
+                for j in range(kk):
+                    p = row[j] / total
+                    if j == label:
+                        p = p - one
+                    gt[j, b] = gi * p
+    else:  # LOSS_MSE
+        for b in range(bc):
+            for j in range(kk):
+                d = yb[b, j] - ut[j, b]
+                row[j] = d * d
+            if kk == 1:
+                vals[b] = row[0]
+            else:
+                vals[b] = pairwise_sum(row, 0, kk) / kf
+            gi = inv_n * sw[b] if has_sw else inv_n
+            if kk > 1:
+                gi = gi / kf
+            for j in range(kk):
+                gt[j, b] = -((gi * two) * (yb[b, j] - ut[j, b]))
+    if has_sw:
+        for b in range(bc):
+            vals[b] = vals[b] * sw[b]
+    return pairwise_sum(vals, 0, bc) / nb
+
+
+@njit(**_JIT)
+def _argmax_column(mt, b):
+    """First index of the largest value of column ``b`` of a (k, B) array (np.argmax over classes)."""
+    kk = mt.shape[0]
+    best = 0
+    value = mt[0, b]
+    for j in range(1, kk):
+        if mt[j, b] > value:
+            value = mt[j, b]
+            best = j
+    return best
+
+
+@njit(**_JIT)
+def _argmax_row(m, b):
+    kk = m.shape[1]
+    best = 0
+    value = m[b, 0]
+    for j in range(1, kk):
+        if m[b, j] > value:
+            value = m[b, j]
+            best = j
+    return best
+
+
+@njit(**_JIT)
+def _metric_values(kind, threshold, ym, labels, ht, vals, row):
+    """Per-sample values of an accuracy metric into ``vals`` (pre-update predictions ``ht``, (k, B))."""
+    kk, bc = ht.shape
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    if kind == MET_BINARY:
+        for b in range(bc):
+            for j in range(kk):
+                predicted = one if ht[j, b] > threshold else zero
+                row[j] = one if ym[b, j] == predicted else zero
+            if kk == 1:
+                vals[b] = row[0]
+            else:
+                vals[b] = pairwise_sum(row, 0, kk) / np.float32(kk)
+    elif kind == MET_CATEGORICAL:
+        for b in range(bc):
+            vals[b] = one if _argmax_row(ym, b) == _argmax_column(ht, b) else zero
+    else:
+        for b in range(bc):
+            vals[b] = one if labels[b] == _argmax_column(ht, b) else zero
+
+
+# ---------------------------------------------------------------------------- optimizers
+@njit(**_JIT)
+def _apply_update(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations):
+    """One optimizer step on the flat parameters, as :mod:`minitensor.optimizers`, with flush-to-zero.
+
+    Every product ``a*b`` is written ``_fz(a, threshold(b)) * b``: the same float32 product,
+    except that one which would be subnormal is 0 (and is never computed); a new slot value
+    that is subnormal is stored as 0 (``_ftz``). See the module's docstring.
+    """
+    n = params.size
+    lr = hyper[H_LR]
+    one = np.float32(1.0)
+    t_lr = _threshold(lr)
+    t_sq = np.float32(np.sqrt(TINY) * (1.0 + 2.0**-20))  # |g| below it: g*g is subnormal
+    if flags[F_CLIP]:
+        clip = hyper[H_CLIP]
+        for i in range(n):
+            g = grads[i]
+            if g < -clip:
+                g = -clip
+            elif g > clip:
+                g = clip
+            grads[i] = g
+    if flags[F_WD]:
+        wd = hyper[H_WD]
+        t_wd = _threshold(wd)
+        for i in range(n):
+            w = params[i]
+            params[i] = w - _fz(_fz(w, t_wd) * wd, t_lr) * lr  # w - (w*wd)*lr
+    if opt_kind == OPT_SGD:
+        if flags[F_MOMENTUM]:
+            momentum = hyper[H_C1]
+            t_mom = _threshold(momentum)
+            nesterov = flags[F_NESTEROV] != 0
+            for i in range(n):
+                gl = _fz(grads[i], t_lr) * lr
+                m = _ftz(_fz(s0[i], t_mom) * momentum - gl)
+                s0[i] = m
+                if nesterov:
+                    params[i] = params[i] + (_fz(m, t_mom) * momentum - gl)
+                else:
+                    params[i] = params[i] + m
+        else:
+            for i in range(n):
+                params[i] = params[i] - _fz(grads[i], t_lr) * lr
+    elif opt_kind == OPT_RMSPROP:
+        rho = hyper[H_C1]
+        one_minus_rho = hyper[H_C2]
+        momentum = hyper[H_C3]
+        eps = hyper[H_EPS]
+        t_rho = _threshold(rho)
+        t_omr = _threshold(one_minus_rho)
+        t_mom = _threshold(momentum)
+        centered = flags[F_CENTERED] != 0
+        has_momentum = flags[F_MOMENTUM] != 0
+        for i in range(n):
+            g = grads[i]
+            gg = _fz(g, t_sq) * g
+            v = _ftz(_fz(s0[i], t_rho) * rho + _fz(gg, t_omr) * one_minus_rho)  # v*rho + (g*g)*(1-rho)
+            s0[i] = v
+            if centered:
+                a = _ftz(_fz(s2[i], t_rho) * rho + _fz(g, t_omr) * one_minus_rho)
+                s2[i] = a
+                denom = (v - _fz(a, t_sq) * a) + eps
+            else:
+                denom = v + eps
+            inc = (_fz(g, t_lr) * lr) / np.sqrt(denom)
+            if has_momentum:
+                mom = _ftz(_fz(s1[i], t_mom) * momentum + inc)
+                s1[i] = mom
+                params[i] = params[i] - mom
+            else:
+                params[i] = params[i] - inc
+    elif opt_kind == OPT_ADAM:
+        beta_1 = hyper[H_C1]
+        beta_2 = hyper[H_C2]
+        one_minus_beta_1 = hyper[H_C3]
+        one_minus_beta_2 = hyper[H_C4]
+        eps = hyper[H_EPS]
+        t = np.float32(iterations + 1)
+        alpha = lr * np.sqrt(one - beta_2**t) / (one - beta_1**t)
+        t_b1 = _threshold(one_minus_beta_1)
+        t_b2 = _threshold(one_minus_beta_2)
+        t_alpha = _threshold(alpha)
+        amsgrad = flags[F_AMSGRAD] != 0
+        for i in range(n):
+            g = grads[i]
+            m = s0[i]
+            m = _ftz(m + _fz(g - m, t_b1) * one_minus_beta_1)  # m + (g - m)*(1 - beta_1)
+            s0[i] = m
+            v = s1[i]
+            v = _ftz(v + _fz(_fz(g, t_sq) * g - v, t_b2) * one_minus_beta_2)  # v + (g*g - v)*(1 - beta_2)
+            s1[i] = v
+            if amsgrad:
+                vh = s2[i]
+                if v > vh or v != v:
+                    vh = v
+                s2[i] = vh
+                v = vh
+            params[i] = params[i] - (_fz(m, t_alpha) * alpha) / (np.sqrt(v) + eps)
+    else:  # OPT_ADAGRAD
+        eps = hyper[H_EPS]
+        for i in range(n):
+            g = grads[i]
+            acc = s0[i] + _fz(g, t_sq) * g
+            s0[i] = acc
+            params[i] = params[i] - (_fz(g, t_lr) * lr) / np.sqrt(acc + eps)
+
+
+# ---------------------------------------------------------------------------- dropout
+@njit(**_JIT)
+def _dropout_forward(ws, dmeta, dscale, masks, d, bc, pos):
+    """Dropout layer ``d`` on epoch rows ``pos..pos+bc``: ``dst = src * factor`` ((width, B) buffers).
+
+    The masks are stored sample-major (one row of ``width`` per epoch row), as they were drawn.
+    """
+    width = dmeta[d, D_WIDTH]
+    src = dmeta[d, D_SRC]
+    dst = dmeta[d, D_DST]
+    base = dmeta[d, D_MASK] + pos * width
+    scale = dscale[d]
+    zero = np.float32(0.0)
+    for c in range(width):
+        for b in range(bc):
+            ws[dst + c * bc + b] = ws[src + c * bc + b] * (scale if masks[base + b * width + c] else zero)
+
+
+@njit(**_JIT)
+def _dropout_backward(gt, dmeta, dscale, masks, d, bc, pos):
+    width = dmeta[d, D_WIDTH]
+    base = dmeta[d, D_MASK] + pos * width
+    scale = dscale[d]
+    zero = np.float32(0.0)
+    for c in range(width):
+        for b in range(bc):
+            gt[c, b] = gt[c, b] * (scale if masks[base + b * width + c] else zero)
+
+
+# ---------------------------------------------------------------------------- the epoch
+@njit(**_JIT)
+def train_epoch(
+    x, yb_all, ym_all, labels_all, sw_all, has_sw, order, shuffled, batch_size,
+    params, grads, lmeta, lreg, dmeta, dscale, masks, ws, labels_ws, goff,
+    loss_kind, logits, mkinds, mthresh, mstate,
+    opt_kind, hyper, flags, s0, s1, s2, iterations,
+    tracker, status,
+):
+    """Train one epoch; return the number of steps applied.
+
+    Args:
+        x: (n, d0) float32 inputs. yb_all / ym_all: (n, k) float32 targets for the loss (label
+            smoothing applied) and for the metrics (dummies for a sparse loss). labels_all: (n,)
+            int64 class ids (sparse loss; else a dummy). sw_all: (n,) float32 sample weights,
+            used when ``has_sw``. order: (n,) int64 permutation, used when ``shuffled``.
+        params / grads: the flat float32 parameters (updated in place) and gradient buffer.
+        lmeta, lreg, dmeta, dscale, masks, goff: see the column constants above; ``masks`` holds
+            each Dropout layer's keep-mask for every row of the epoch, in batch order.
+        ws / labels_ws: float32 and int64 workspaces.
+        loss_kind, logits: the loss code, and whether it reads the last layer's pre-activation.
+        mkinds, mthresh, mstate: metric codes, thresholds, and (total, count) float32 states.
+        opt_kind, hyper, flags, s0, s1, s2, iterations: the optimizer, its slots, its step count.
+        tracker: the loss tracker's (total, count), float32, updated in place.
+        status: float64[2] output: (1 if stopped on a non-finite loss, that loss value).
+
+    The step at which a non-finite loss appears is not applied (nor counted in the tracker
+    or metrics): the return value is then its index.
+    """
+    n = x.shape[0]
+    d0 = x.shape[1]
+    nl = lmeta.shape[0]
+    nd = dmeta.shape[0]
+    nm = mkinds.shape[0]
+    kk = lmeta[nl - 1, L_OUT]
+    last_act = lmeta[nl - 1, L_ACT]
+    # the loss computes the output activation itself (same formula): sigmoid + BCE, softmax + CCE
+    fused = logits and (
+        (last_act == ACT_SIGMOID and loss_kind == LOSS_BCE)
+        or (last_act == ACT_SOFTMAX and (loss_kind == LOSS_CCE or loss_kind == LOSS_SCCE))
+    )
+    status[0] = 0.0
+    status[1] = 0.0
+    nsteps = (n + batch_size - 1) // batch_size
+    t_total = tracker[0]
+    t_count = tracker[1]
+    row = ws[goff[G_R]:]
+    rows = np.empty(batch_size, np.int64)
+    for step in range(nsteps):
+        pos = step * batch_size
+        bc = min(batch_size, n - pos)
+        nb = np.float32(bc)
+        # ---- gather the batch: inputs feature-major (d0, B), targets sample-major (B, k)
+        for b in range(bc):
+            rows[b] = order[pos + b] if shuffled else pos + b
+        xt = ws[goff[G_XB]: goff[G_XB] + d0 * bc].reshape((d0, bc))
+        for c in range(d0):
+            for b in range(bc):
+                xt[c, b] = x[rows[b], c]
+        yb = ws[goff[G_YB]: goff[G_YB] + bc * kk].reshape((bc, kk))
+        ym = ws[goff[G_YM]: goff[G_YM] + bc * kk].reshape((bc, kk))
+        sw = ws[goff[G_SW]: goff[G_SW] + bc]
+        labels = labels_ws[:bc]
+        for b in range(bc):
+            r = rows[b]
+            if loss_kind == LOSS_SCCE:
+                labels[b] = labels_all[r]
+            else:
+                for j in range(kk):
+                    yb[b, j] = yb_all[r, j]
+                if nm > 0:
+                    for j in range(kk):
+                        ym[b, j] = ym_all[r, j]
+            if has_sw:
+                sw[b] = sw_all[r]
+        # ---- forward
+        for d in range(nd):
+            if dmeta[d, D_AFTER] == -1:
+                _dropout_forward(ws, dmeta, dscale, masks, d, bc, pos)
+        for l in range(nl):
+            kin = lmeta[l, L_IN]
+            jout = lmeta[l, L_OUT]
+            woff = lmeta[l, L_WOFF]
+            boff = lmeta[l, L_BOFF]
+            at = ws[lmeta[l, L_A]: lmeta[l, L_A] + kin * bc].reshape((kin, bc))
+            w = params[woff: woff + kin * jout].reshape((kin, jout))
+            bias = params[boff: boff + jout] if boff >= 0 else params[0:0]
+            zt = ws[lmeta[l, L_Z]: lmeta[l, L_Z] + jout * bc].reshape((jout, bc))
+            _dense_forward(at, w, bias, boff >= 0, zt, lmeta[l, L_BLAS] != 0)
+            if lmeta[l, L_H] != lmeta[l, L_Z] and not (fused and l == nl - 1):
+                ht = ws[lmeta[l, L_H]: lmeta[l, L_H] + jout * bc].reshape((jout, bc))
+                _activation_forward(zt, ht, lmeta[l, L_ACT], row)
+            for d in range(nd):
+                if dmeta[d, D_AFTER] == l:
+                    _dropout_forward(ws, dmeta, dscale, masks, d, bc, pos)
+        # ---- loss (+ penalties at the pre-update weights)
+        zl = ws[lmeta[nl - 1, L_Z]: lmeta[nl - 1, L_Z] + kk * bc].reshape((kk, bc))
+        hl = ws[lmeta[nl - 1, L_H]: lmeta[nl - 1, L_H] + kk * bc].reshape((kk, bc))
+        ut = zl if logits else hl
+        g1 = ws[goff[G_G1]: goff[G_G1] + kk * bc].reshape((kk, bc))
+        vals = ws[goff[G_V]: goff[G_V] + bc]
+        loss = _loss_forward_backward(ut, yb, labels, sw, has_sw, loss_kind, g1, vals, row, fused, hl)
+        for l in range(nl):
+            kl1 = lreg[l, R_KL1]
+            kl2 = lreg[l, R_KL2]
+            if kl1 != 0 or kl2 != 0:
+                loss = loss + _penalty(params, lmeta[l, L_WOFF], lmeta[l, L_IN] * lmeta[l, L_OUT], kl1, kl2)
+            bl1 = lreg[l, R_BL1]
+            bl2 = lreg[l, R_BL2]
+            if lmeta[l, L_BOFF] >= 0 and (bl1 != 0 or bl2 != 0):
+                loss = loss + _penalty(params, lmeta[l, L_BOFF], lmeta[l, L_OUT], bl1, bl2)
+        if not np.isfinite(loss):
+            status[0] = 1.0
+            status[1] = np.float64(loss)
+            tracker[0] = t_total
+            tracker[1] = t_count
+            return step
+        t_total = t_total + loss * nb
+        t_count = t_count + nb
+        # ---- metrics, from the pre-update predictions
+        for mi in range(nm):
+            _metric_values(mkinds[mi], mthresh[mi], ym, labels, hl, vals, row)
+            if has_sw:
+                for b in range(bc):
+                    vals[b] = vals[b] * sw[b]
+                mstate[mi, 0] = mstate[mi, 0] + pairwise_sum(vals, 0, bc)
+                mstate[mi, 1] = mstate[mi, 1] + pairwise_sum(sw, 0, bc)
+            else:
+                mstate[mi, 0] = mstate[mi, 0] + pairwise_sum(vals, 0, bc)
+                mstate[mi, 1] = mstate[mi, 1] + nb
+        # ---- backward
+        if not logits:
+            _activation_backward(g1, hl, last_act, row)
+        gcur_off = goff[G_G1]
+        gnext_off = goff[G_G2]
+        for l in range(nl - 1, -1, -1):
+            kin = lmeta[l, L_IN]
+            jout = lmeta[l, L_OUT]
+            woff = lmeta[l, L_WOFF]
+            boff = lmeta[l, L_BOFF]
+            gzt = ws[gcur_off: gcur_off + jout * bc].reshape((jout, bc))
+            if l < nl - 1 and lmeta[l, L_H] != lmeta[l, L_Z]:
+                ht = ws[lmeta[l, L_H]: lmeta[l, L_H] + jout * bc].reshape((jout, bc))
+                _activation_backward(gzt, ht, lmeta[l, L_ACT], row)
+            at = ws[lmeta[l, L_A]: lmeta[l, L_A] + kin * bc].reshape((kin, bc))
+            w = params[woff: woff + kin * jout].reshape((kin, jout))
+            gw = grads[woff: woff + kin * jout].reshape((kin, jout))
+            gb = grads[boff: boff + jout] if boff >= 0 else grads[0:0]
+            gat = ws[gnext_off: gnext_off + kin * bc].reshape((kin, bc))
+            _dense_backward(at, w, gzt, gw, gb, boff >= 0, gat, l > 0, lmeta[l, L_BLAS] != 0)
+            kl1 = lreg[l, R_KL1]
+            kl2 = lreg[l, R_KL2]
+            if kl1 != 0 or kl2 != 0:
+                _penalty_grad(params, grads, woff, kin * jout, kl1, kl2)
+            bl1 = lreg[l, R_BL1]
+            bl2 = lreg[l, R_BL2]
+            if boff >= 0 and (bl1 != 0 or bl2 != 0):
+                _penalty_grad(params, grads, boff, jout, bl1, bl2)
+            if l > 0:
+                for d in range(nd - 1, -1, -1):
+                    if dmeta[d, D_AFTER] == l - 1:
+                        _dropout_backward(gat, dmeta, dscale, masks, d, bc, pos)
+                gcur_off, gnext_off = gnext_off, gcur_off
+        # ---- update
+        _apply_update(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations + step)
+    tracker[0] = t_total
+    tracker[1] = t_count
+    return nsteps
