@@ -464,6 +464,8 @@ class Sequential:
                 m.update_state(yb, y_pred.data, sample_weight=wb)
             if cbs is not None:
                 cbs.on_train_batch_end(step, self._metric_logs())
+                if self.stop_training:  # as Keras: a callback may stop training mid-epoch
+                    break
         return True
 
     def _stop_on_non_finite_loss(self, value, step) -> None:

@@ -163,6 +163,19 @@ def test_callbacks_see_running_average_batch_logs():
     assert seen[-1]["loss"] == pytest.approx(history.history["loss"][0])
 
 
+def test_a_callback_can_stop_training_mid_epoch_as_keras():
+    class StopAfterTwoBatches(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                self.model.stop_training = True
+
+    x, y = binary_data(n=64)
+    model = compiled()
+    history = model.fit(x, y, epochs=3, batch_size=8, callbacks=[StopAfterTwoBatches()], verbose=0)
+    assert history.epoch == [0]  # the partial epoch is recorded, then training ends
+    assert model.optimizer.iterations == 2
+
+
 def test_verbose_2_prints_keras_epoch_lines(capsys):
     x, y = binary_data()
     compiled().fit(x, y, epochs=2, verbose=2)
