@@ -1,0 +1,7 @@
+"""``python -m benchmarks``: see :mod:`benchmarks.cli` for the options."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

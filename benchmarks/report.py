@@ -1,0 +1,265 @@
+"""The report: a Markdown table for people and a JSON file for programs.
+
+JSON layout (``"schema": "minitensor-benchmarks/1"``); times in seconds, memory in MiB:
+
+* ``command``, ``argv``: the exact command (``python -m benchmarks ...``) and its arguments.
+* ``started``, ``finished`` (ISO 8601), ``duration_s``.
+* ``machine``: ``host``, ``cpu_model``, ``cpu_flags``, ``cores_total``, ``cores_available``,
+  ``platform``, ``blas`` (threadpoolctl's view, NumPy's BLAS first: library, version,
+  ``num_threads``; ``blas_end`` the same at the end of the run), ``env`` (the
+  threading/kernel environment variables found), ``openblas_env`` (the ``OPENBLAS_*`` ones),
+  ``load_average`` and ``load_average_end``, ``subnormals_flushed_in_main_thread`` (and ``_end``).
+* ``source``: ``commit`` (git HEAD), ``minitensor_dirty`` and ``minitensor_changes`` (uncommitted
+  changes under ``minitensor/``: the numbers then describe the working tree, not the commit).
+* ``versions``: python, numpy, numba, tensorflow, keras, minitensor, ... (``null`` = not installed).
+* ``config``: ``models``, ``engines``, ``repeats``, ``warmup``, ``rows`` (per model), ``memory``,
+  ``seed``, ``quick``, ``shuffle`` (always true), ``verbose``, ``metrics``.
+* ``baseline``: the engine ratios are taken against (``"tf.keras"``); ``flop_count``: what the
+  GFLOP/s count.
+* ``engines``: per engine name ``{"available", "reason", "versions"}``.
+* ``gemm_peak``: measured at the start and at the end of the run (``start``, ``end``); the faster of
+  the two (``measured_at``) gives ``n``, ``repeats``, ``seconds``, ``median_s``, ``gflops`` (at the
+  median), ``gflops_best``, ``blas_threads``, ``blas_threads_source``; also ``gflops_start``,
+  ``gflops_end``.
+* ``gemm_training_step``: see :func:`benchmarks.micro.gemm_training_step`, the faster of a start and
+  an end measurement, with ``measured_at``, ``gflops_start``, ``gflops_end`` (``null`` without L or Ls).
+* ``adam_subnormal``: see :func:`benchmarks.micro.adam_subnormal` (``null`` without minitensor).
+* ``results``: one object per model and available engine: ``model``, ``engine``, ``status``
+  (``"ok"``, ``"skipped"``, ``"error"``), ``reason``, ``rows``, ``full_rows``, ``batch_size``,
+  ``steps_per_epoch``, ``full_steps_per_epoch``, ``first_epoch_s`` (the first ``fit`` call),
+  ``first_epoch_loop_s``, ``epoch_s`` and ``fit_call_s`` (one per timed repeat), ``epoch_median_s``,
+  ``epoch_min_s``, ``epoch_max_s``, ``step_median_s``, ``step_min_s``, ``step_max_s``,
+  ``full_epoch_estimate_s`` (median step x full steps), ``speedup_vs_baseline`` (baseline epoch /
+  this epoch), ``gflops``, ``fraction_of_gemm_peak``, ``peak_rss_mib``, ``memory`` (the child's
+  output), ``fell_back``, ``notes``, ``diagnostics``, ``load_average_per_round`` (the 1/5/15-minute
+  load averages as each timed round began: the machine may be shared).
+
+Example:
+    >>> format_seconds(0.000123)
+    '123 µs'
+    >>> format_range(0.002, 0.0019, 0.0031)
+    '2.00 ms (1.90–3.10)'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .specs import MODELS
+
+__all__ = ["render_markdown", "write_report", "format_seconds", "format_range", "report_paths"]
+
+_UNITS = ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns"))
+
+
+def _unit(seconds: float):
+    for scale, name in _UNITS:
+        if abs(seconds) >= scale:
+            return scale, name
+    return _UNITS[-1]
+
+
+def _digits(value: float) -> str:
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def format_seconds(seconds) -> str:
+    """``seconds`` with three significant digits in s, ms, µs or ns; ``—`` for ``None``."""
+    if seconds is None:
+        return "—"
+    scale, name = _unit(seconds)
+    return f"{_digits(seconds / scale)} {name}"
+
+
+def format_range(median, low, high) -> str:
+    """``median (low–high)`` in the median's unit; ``—`` when there is no median."""
+    if median is None:
+        return "—"
+    scale, name = _unit(median)
+    return f"{_digits(median / scale)} {name} ({_digits(low / scale)}–{_digits(high / scale)})"
+
+
+def _speedup(value) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.0f}×" if value >= 100 else f"{value:.1f}×" if value >= 10 else f"{value:.2f}×"
+
+
+def _footnote(footnotes: list, text: str) -> str:
+    if text not in footnotes:
+        footnotes.append(text)
+    return f"[{footnotes.index(text) + 1}]"
+
+
+def _row_cells(row: dict, footnotes: list) -> list:
+    notes = []
+    if row["fell_back"]:
+        notes.append("**fell back to reference path** (these are reference-path numbers)")
+    for note in row["notes"]:
+        if note.startswith("fell back"):
+            note = "fallback reason: " + note.split(":", 1)[1].strip()
+        notes.append(_footnote(footnotes, note))
+    if row["rows"] < row["full_rows"]:
+        notes.append(f"subset of {row['full_rows']:,} rows; full epoch ≈ {format_seconds(row['full_epoch_estimate_s'])}")
+    if row["memory"] and "error" in row["memory"]:
+        notes.append(_footnote(footnotes, f"memory child: {row['memory']['error']}"))
+    share = row["diagnostics"].get("first_kernel_momentum_subnormal_share")
+    if share is not None and MODELS[row["model"]].subnormal_moments:
+        notes.append(f"after timing: {share:.0%} of 1st-kernel Adam m subnormal")
+    if row["status"] != "ok":
+        return [row["model"], row["engine"], f"{row['status']}: {row['reason']}"] + ["—"] * 6 + ["; ".join(notes)]
+    gflops = "—"
+    if MODELS[row["model"]].units[0] == 784 and row["gflops"] is not None:
+        gflops = f"{row['gflops']:.1f}"
+        if row["fraction_of_gemm_peak"] is not None:
+            gflops += f" ({row['fraction_of_gemm_peak']:.0%})"
+    rss = "—" if row["peak_rss_mib"] is None else f"{row['peak_rss_mib']:.0f} MiB"
+    return [
+        row["model"],
+        row["engine"],
+        f"{row['rows']:,} ({row['steps_per_epoch']:,})",
+        format_range(row["step_median_s"], row["step_min_s"], row["step_max_s"]),
+        format_range(row["epoch_median_s"], row["epoch_min_s"], row["epoch_max_s"]),
+        format_seconds(row["first_epoch_s"]),
+        rss,
+        _speedup(row["speedup_vs_baseline"]),
+        gflops,
+        "; ".join(notes),
+    ]
+
+
+def _table(header: list, rows: list) -> list:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _source_line(source: dict) -> str:
+    if not source.get("commit"):
+        return "Source: not a git checkout."
+    line = f"Source: commit {source['commit'][:12]}"
+    if source.get("minitensor_dirty"):
+        line += " plus uncommitted changes to " + ", ".join(source["minitensor_changes"])
+    return line + "."
+
+
+def render_markdown(report: dict) -> str:
+    """The report as Markdown: command, machine, versions, method, the results table and extras."""
+    machine, versions, config = report["machine"], report["versions"], report["config"]
+    blas = machine["blas"][0] if machine["blas"] else {}
+    gemm = report.get("gemm_peak")
+    lines = [
+        f"## Benchmarks: {report['started'][:10]}, {machine['host']}" + (" (--quick)" if config["quick"] else ""),
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        f"Machine: {machine['cpu_model']} ({', '.join(machine['cpu_flags']) or 'no AVX flags read'}), "
+        f"{machine['cores_available']} of {machine['cores_total']} cores available; load average "
+        f"{machine['load_average']} at the start, {machine.get('load_average_end')} at the end; "
+        f"NumPy's BLAS {blas.get('internal_api', '?')} {blas.get('version', '')} with {blas.get('num_threads', 'unknown')} "
+        f"threads; OPENBLAS_* variables: "
+        + (", ".join(f"{k}={v}" for k, v in machine["openblas_env"].items()) or "none set")
+        + "; other recorded variables: "
+        + (", ".join(f"{k}={v}" for k, v in machine["env"].items() if not k.startswith("OPENBLAS_")) or "none")
+        + ".",
+        "",
+        _source_line(report.get("source") or {}),
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "python_executable" and v)
+        + "; not installed: " + (", ".join(k for k, v in versions.items() if v is None) or "none") + ".",
+        "",
+        f"Method: every engine trains the same float32 arrays in this one process; per model, one first epoch "
+        f"(the first `fit` call, tracing and compilation included), {config['warmup']} untimed warm-up epoch(s), "
+        f"then {config['repeats']} rounds of one epoch per engine, the engines' order rotating each round. "
+        "Times are median (min–max) over the rounds of the epoch measured from `on_epoch_begin` to "
+        "`on_epoch_end` (`fit(epochs=1, verbose=0, shuffle=True)`, metrics=['accuracy']); time/step is that over "
+        "the epoch's steps. Speed-up = tf.keras epoch / engine epoch. Peak RSS: a fresh child process that "
+        "imports the engine, loads the same arrays, builds the model and fits one epoch (its VmHWM). "
+        "The harness sets TF_CPP_MIN_LOG_LEVEL=3 when unset (TensorFlow's logging only). GFLOP/s count "
+        + report["flop_count"][0].lower() + report["flop_count"][1:],
+        "",
+    ]
+    footnotes: list = []
+    header = ["model", "engine", "rows (steps)", "time/step", "time/epoch", "first epoch", "peak RSS",
+              "speed-up vs tf.keras", "GFLOP/s (of GEMM peak)", "notes"]
+    lines += _table(header, [_row_cells(r, footnotes) for r in report["results"]])
+    lines.append("")
+    if footnotes:
+        lines += [f"[{i}] {text}" for i, text in enumerate(footnotes, 1)]
+        lines.append("")
+    loads = {}
+    for row in report["results"]:
+        per_round = [l[0] for l in row.get("load_average_per_round") or [] if l]
+        if per_round:
+            loads[row["model"]] = f"{row['model']} {min(per_round):.1f}–{max(per_round):.1f}"
+    if loads:
+        lines += ["1-minute load average as the timed rounds began (2 cores; other work on the machine shows "
+                  "here): " + ", ".join(loads.values()) + ".", ""]
+    missing = [f"{name} ({info['reason']})" for name, info in report["engines"].items() if not info["available"]]
+    if missing:
+        lines += ["Not measured: " + "; ".join(missing) + ".", ""]
+    if gemm:
+        lines += [
+            f"float32 GEMM peak: np.dot of {gemm['n']}×{gemm['n']} matrices, median of {gemm['repeats']}: "
+            f"**{gemm['gflops']:.1f} GFLOP/s** (best single product {gemm['gflops_best']:.1f}; medians "
+            f"{gemm['gflops_start']:.1f} at the start of the run and {gemm['gflops_end']:.1f} at the end, the "
+            f"higher is the peak), BLAS threads: "
+            f"{gemm['blas_threads'] if gemm['blas_threads'] is not None else 'unknown'} "
+            f"({gemm['blas_threads_source']}).",
+            "",
+        ]
+    floor = report.get("gemm_training_step")
+    if floor:
+        lines += [
+            f"Matrix products alone of one training step of L ({'-'.join(map(str, floor['units']))}, batch "
+            f"{floor['batch']}; np.dot on contiguous float32, preallocated outputs, nothing else): "
+            f"{format_range(floor['median_s'], floor['min_s'], floor['max_s'])} per step = "
+            f"{floor['gflops']:.1f} GFLOP/s" + (f" ({floor['gflops'] / gemm['gflops']:.0%} of the square-GEMM peak)"
+                                                 if gemm else "")
+            + f" (faster of start/end: {floor['gflops_start']:.1f} and {floor['gflops_end']:.1f} GFLOP/s), "
+            "what a NumPy/BLAS engine's products alone take at L's shapes.",
+            "",
+        ]
+    adam = report.get("adam_subnormal")
+    if adam:
+        lines += [
+            f"Adam on subnormal moments ({adam['engine']}; {adam['parameters']:,} float32 parameters as in "
+            f"model L, of which {adam['affected']:,} differ between cases; median of {adam['repeats']} repeats "
+            f"of {adam['steps']} updates):",
+            "",
+        ]
+        rows = []
+        labels = {"normal": "all gradients and moments ordinary floats",
+                  "subnormal": "those entries: gradient 0, first moment ±1e-39 (subnormal)",
+                  "zero": "those entries: gradient 0, first moment 0 (flushed)"}
+        for case, data in adam["cases"].items():
+            rows.append([case, labels[case], format_range(data["median_s"], data["min_s"], data["max_s"]),
+                         f"{data['subnormal_share_after']:.0%}"])
+        lines += _table(["case", "state", "time/update", "those moments still subnormal after"], rows)
+        lines += ["", f"Subnormal / flushed: {adam['slowdown_subnormal_vs_zero']:.2f}×.", ""]
+    flushed = machine.get("subnormals_flushed_in_main_thread"), machine.get("subnormals_flushed_in_main_thread_end")
+    lines += [f"NumPy float32 arithmetic in the main thread flushes subnormals: {flushed[0]} at the start, "
+              f"{flushed[1]} at the end. Total run time: {report.get('duration_s', 0):.0f} s.", ""]
+    return "\n".join(lines)
+
+
+def report_paths(output_dir, started, host: str, quick: bool):
+    """``(<dir>/<date>-<host>[-quick].json, .md)`` for a run started at ``started``."""
+    stem = f"{started:%Y-%m-%d}-{host}" + ("-quick" if quick else "")
+    directory = Path(output_dir)
+    return directory / f"{stem}.json", directory / f"{stem}.md"
+
+
+def write_report(report: dict, markdown: str, output_dir, started, host: str, quick: bool):
+    """Write the JSON and Markdown files; return their paths."""
+    json_path, md_path = report_paths(output_dir, started, host, quick)
+    os.makedirs(json_path.parent, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    md_path.write_text(markdown + "\n", encoding="utf-8")
+    return json_path, md_path
