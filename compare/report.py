@@ -60,6 +60,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import re
 import json
 import os
 from pathlib import Path
@@ -628,7 +629,8 @@ def _html(document: dict, rows: list[dict], outcomes, assessments, figures: Path
         "<title>minitensor vs tf.keras: the lesson side by side</title>",
         f"<style>{_CSS}</style></head><body>",
         '<h1>minitensor vs tf.keras: the lesson side by side</h1>',
-        f'<p class="meta">{e(_intro_text(document))}</p>',
+        # the intro is Markdown; its only markup is **bold**
+        '<p class="meta">' + re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", e(_intro_text(document))) + "</p>",
         "<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in _TABLE_HEADER) + "</tr></thead><tbody>",
     ]
     for row in rows:
