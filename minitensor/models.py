@@ -185,6 +185,7 @@ class Sequential:
         self._flat_params = flat
         self._flat_grads = grads
         self._flat_variable = Tensor(flat)
+        self._optimizer_variables = None  # the optimizer must be pointed at the new buffer
 
     @property
     def weights(self) -> list:
