@@ -242,6 +242,19 @@ def test_fit_rejects_bad_arguments(kwargs, pattern):
     assert _weights_unchanged(model, before)
 
 
+def test_evaluate_and_predict_check_their_data_too():
+    x, y = binary_data()
+    model = compiled()
+    with pytest.raises(ValueError, match=r"features.*shape \(64, 2\)"):
+        model.predict(x[:, :2], verbose=0)
+    with pytest.raises(ValueError, match="finite.*`x`"):
+        model.predict(np.full((3, 5), np.inf, np.float32), verbose=0)
+    with pytest.raises(ValueError, match="same number of samples"):
+        model.evaluate(x, y[:10], verbose=0)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        model.evaluate(x, y - 1, verbose=0)
+
+
 def test_fit_before_compile_and_unknown_fit_kwarg():
     model = small_model()
     with pytest.raises(RuntimeError, match="compile"):
