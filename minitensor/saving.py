@@ -138,7 +138,7 @@ def load_model(filepath, compile: bool = True):  # noqa: A002 - Keras's argument
     compile_config = config.get("compile")
     if compile and compile_config is not None:
         optimizer = optimizers.get(compile_config["optimizer"])
-        loss = getattr(losses, compile_config["loss"]["class_name"]).from_config(compile_config["loss"]["config"])
+        loss = losses.get(compile_config["loss"])
         metrics = [
             m if isinstance(m, str) else getattr(metrics_module, m["class_name"]).from_config(m["config"])
             for m in compile_config["metrics"]
