@@ -21,7 +21,7 @@ import argparse
 import os
 import sys
 
-from .specs import ENGINE_NAMES, MODEL_NAMES, MODELS, full_config, parse_list, quick_config
+from .specs import ENGINE_NAMES, ISOLATION_MODES, MODEL_NAMES, MODELS, full_config, parse_list, quick_config
 
 __all__ = ["build_parser", "parse_args", "main", "DEFAULT_OUTPUT_DIR"]
 
@@ -96,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="untimed epochs after the first one (default 1, quick 0)")
     parser.add_argument("--rows", type=_rows, metavar="MODEL=N[,...]",
                         help="train MODEL on its first N rows (default: full set; L and Ls 12,800 of 60,000)")
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
+    parser.add_argument("--no-memory", action="store_true", help="do not report peak memory")
+    parser.add_argument("--isolation", choices=ISOLATION_MODES, default="process",
+                        help="process (default): each engine trains in its own worker process, one at a time; "
+                             "in-process: every engine in this process (their threads may then compete)")
     parser.add_argument("--seed", type=_non_negative, default=0, help="seed for data, weights and shuffling (0)")
     parser.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR,
                         help="where <date>-<host>.json and .md are written (default: benchmarks/results)")
@@ -119,6 +122,7 @@ def parse_args(argv=None):
     if args.rows:
         config.rows = {**config.rows, **args.rows}
     config.memory = not args.no_memory
+    config.isolation = args.isolation
     config.seed = args.seed
     config.output_dir = None if args.no_save else args.output_dir
     config.argv = list(sys.argv[1:] if argv is None else argv)

@@ -4,13 +4,13 @@ Every adapter is created by :func:`make_trainer` and offers the same :class:`Tra
 A framework is imported only when its engine is first probed or used, so the harness runs (and
 its tests pass) on a machine without TensorFlow, PyTorch or JAX.
 
-Timing of one epoch (:class:`EpochTime`):
+Timing of a call that trains one or more consecutive epochs (:class:`EpochTime`):
 
-* ``epoch_s``: the epoch itself. For tf.keras and minitensor it runs from ``on_epoch_begin`` to
+* ``epoch_s``: each epoch itself. For tf.keras and minitensor it runs from ``on_epoch_begin`` to
   ``on_epoch_end`` of a callback (that callback has no batch hooks), which is the training loop
   of the epoch, shuffling included, exactly as it runs inside a multi-epoch ``fit``. For PyTorch
   and JAX, which have no ``fit``, it is the wall time of one pass of a hand-written loop.
-* ``fit_s``: the wall time of the whole ``fit(epochs=1)`` call, so it adds what ``fit`` does
+* ``fit_s``: the wall time of the whole ``fit(epochs=n)`` call, so it adds what ``fit`` does
   once per call (argument checks, data adapters, callbacks); kept in the JSON.
 
 The compiled engine compiles with ``jit_compile=True``. When minitensor cannot train the model
@@ -53,9 +53,14 @@ _IMPORTS = {  # engine -> the module whose import decides availability
 
 @dataclass
 class EpochTime:
-    """Wall times of one epoch, in seconds (see the module docstring)."""
+    """Wall times of one :meth:`Trainer.train` call, in seconds (see the module docstring).
 
-    epoch_s: float
+    Attributes:
+        epoch_s: one entry per epoch trained.
+        fit_s: the whole call.
+    """
+
+    epoch_s: list
     fit_s: float
 
 
@@ -116,8 +121,14 @@ class Trainer:
         self.fell_back = False
         self.epochs_run = 0
 
-    def epoch(self) -> EpochTime:
-        """Train one epoch (``verbose=0``, ``shuffle=True``) and return its wall times."""
+    def train(self, epochs: int = 1) -> EpochTime:
+        """Train ``epochs`` consecutive epochs (``verbose=0``, ``shuffle=True``); return their wall times."""
+        start = time.perf_counter()
+        seconds = [self._one_epoch() for _ in range(epochs)]
+        return EpochTime(epoch_s=seconds, fit_s=time.perf_counter() - start)
+
+    def _one_epoch(self) -> float:
+        """Train one epoch and return its wall time (engines without ``fit``)."""
         raise NotImplementedError
 
     def preset_subnormal_moments(self) -> None:
@@ -149,23 +160,26 @@ class _KerasApiTrainer(Trainer):
 
     def _timer_class(self, base):
         class EpochTimer(base):
-            """Records the wall time from on_epoch_begin to on_epoch_end (no batch hooks)."""
+            """Records the wall time from on_epoch_begin to on_epoch_end of each epoch (no batch hooks)."""
+
+            def on_train_begin(self, logs=None):
+                self.seconds = []
 
             def on_epoch_begin(self, epoch, logs=None):
                 self.begin = time.perf_counter()
 
             def on_epoch_end(self, epoch, logs=None):
-                self.seconds = time.perf_counter() - self.begin
+                self.seconds.append(time.perf_counter() - self.begin)
 
         return EpochTimer
 
-    def _fit_one_epoch(self) -> EpochTime:
+    def _fit(self, epochs: int) -> EpochTime:
         timer = self._timer()
         start = time.perf_counter()
-        self.model.fit(self.x, self.y, batch_size=self.spec.batch_size, epochs=1, verbose=0,
+        self.model.fit(self.x, self.y, batch_size=self.spec.batch_size, epochs=epochs, verbose=0,
                        shuffle=True, callbacks=[timer])
         fit_s = time.perf_counter() - start
-        self.epochs_run += 1
+        self.epochs_run += epochs
         return EpochTime(epoch_s=timer.seconds, fit_s=fit_s)
 
 
@@ -185,8 +199,8 @@ class KerasTrainer(_KerasApiTrainer):
         self.model.compile(optimizer=optimizer, loss=spec.loss, metrics=["accuracy"], jit_compile=False)
         self._timer = self._timer_class(keras.callbacks.Callback)
 
-    def epoch(self):
-        return self._fit_one_epoch()
+    def train(self, epochs=1):
+        return self._fit(epochs)
 
     def _first_momentum(self):
         kernel_shape = (self.spec.units[0], self.spec.units[1])
@@ -226,19 +240,20 @@ class MinitensorTrainer(_KerasApiTrainer):
         self.model.compile(optimizer=optimizer, loss=spec.loss, metrics=["accuracy"], jit_compile=self.compiled)
         self._timer = self._timer_class(Callback)
 
-    def epoch(self):
+    def train(self, epochs=1):
         if not self.compiled:
-            return self._fit_one_epoch()
+            return self._fit(epochs)
+        first_call = self.epochs_run == 0
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = self._fit_one_epoch()
+            result = self._fit(epochs)
         for warning in caught:
             text = str(warning.message)
             if "jit_compile" in text or "reference path" in text:
                 self._note_fallback(text)
             elif text not in self.notes:
                 self.notes.append(f"warning: {text}")
-        if self.epochs_run == 1 and not self.fell_back:
+        if first_call and not self.fell_back:
             self._check_plan()
         return result
 
@@ -320,7 +335,7 @@ class TorchTrainer(Trainer):
         self.generator = torch.Generator().manual_seed(seed)
         self.notes.append(f"torch threads: {torch.get_num_threads()}")
 
-    def epoch(self):
+    def _one_epoch(self):
         torch = self.torch
         start = time.perf_counter()
         n, bs = len(self.tx), self.spec.batch_size
@@ -339,9 +354,8 @@ class TorchTrainer(Trainer):
                     correct += int(((logits > 0).float() == yb).sum())
                 else:
                     correct += int((logits.argmax(dim=1) == yb).sum())
-        seconds = time.perf_counter() - start
         self.epochs_run += 1
-        return EpochTime(epoch_s=seconds, fit_s=seconds)
+        return time.perf_counter() - start
 
 
 class JaxTrainer(Trainer):
@@ -408,7 +422,7 @@ class JaxTrainer(Trainer):
         self._scan = jax.jit(full_batches)
         self._step = jax.jit(lambda params, state, xb, yb: step((params, state), (xb, yb)))
 
-    def epoch(self):
+    def _one_epoch(self):
         jax = self.jax
         start = time.perf_counter()
         n, bs = len(self.x), self.spec.batch_size
@@ -422,9 +436,8 @@ class JaxTrainer(Trainer):
             (params, state), _ = self._step(params, state, self.xd[rest], self.yd[rest])
         jax.block_until_ready((params, state, outputs))
         self.params, self.state = params, state
-        seconds = time.perf_counter() - start
         self.epochs_run += 1
-        return EpochTime(epoch_s=seconds, fit_s=seconds)
+        return time.perf_counter() - start
 
 
 def make_trainer(engine: str, model: str, x: np.ndarray, y: np.ndarray, seed: int = 0) -> Trainer:

@@ -1,18 +1,23 @@
-"""The benchmark run: every engine on every model in the same process, alternating, after warm-up.
+"""The benchmark run: every engine on every model in the same run, alternating, after warm-up.
 
 For each model, :func:`run_benchmarks`
 
-1. builds the model in every available engine (same data arrays, same seed per engine);
+1. saves the model's float32 arrays once and starts one worker process per engine
+   (:mod:`benchmarks.worker`; ``isolation="in-process"`` builds every engine in this process
+   instead), one after another; each builds the model (same arrays, same seed);
 2. trains one epoch per engine and records its ``fit`` wall time as the *first epoch* (it
-   includes tracing, XLA-free graph building, Numba compilation or cache loading, slot creation);
+   includes tracing, XLA-free graph building, Numba compilation or cache loading, slot creation),
+   and the worker's peak RSS after it;
 3. trains ``warmup`` more epochs per engine, untimed;
-4. runs ``repeats`` rounds; in each round every engine trains one epoch, the engines' order
-   rotating from round to round so that no engine always runs first or last;
-5. after the timed rounds, starts one child process per engine that trains the model for one
-   epoch and reports its peak RSS (:mod:`benchmarks.child`).
+4. runs ``repeats`` rounds; in each round every engine trains ``k`` consecutive epochs in one
+   ``fit(epochs=k)`` call, ``k`` chosen from its last warm-up epoch so that a round lasts about
+   ``round_s`` seconds (:func:`epochs_per_round`), the engines' order rotating from round to
+   round so that no engine always runs first or last. Only one engine
+   trains at a time, and each epoch starts after a short pause (``settle_s``), so no engine is
+   timed while another's threads are still running on this machine's cores.
 
-Steady-state times are the median, min and max over the rounds of the epoch time (see
-:class:`benchmarks.engines.EpochTime`); the time per step is the epoch time divided by the steps
+Steady-state times are the median, min and max over the rounds of the round's mean epoch time
+(see :class:`benchmarks.engines.EpochTime`); the time per step is the epoch time divided by the steps
 of the epoch (``ceil(rows / batch_size)``). For Ls the Adam state is preset (untimed) before every
 epoch after the first, so each timed epoch starts from the same subnormal state.
 
@@ -43,7 +48,7 @@ import numpy as np
 from . import environment, micro
 from .specs import BASELINE_ENGINE, FLOP_COUNT_NOTE, MODELS, RunConfig, flops_per_row
 
-__all__ = ["run_benchmarks", "SCHEMA", "measure_memory"]
+__all__ = ["run_benchmarks", "SCHEMA", "measure_memory", "epochs_per_round"]
 
 #: Identifies the layout of the JSON report (see :mod:`benchmarks.report`).
 SCHEMA = "minitensor-benchmarks/1"
@@ -55,19 +60,96 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+class _WorkerFailed(RuntimeError):
+    """A worker process answered a command with an error, or died."""
+
+
+def _worker_command(model: str, engine: str, x_path: str, y_path: str, seed: int) -> list:
+    return [sys.executable, "-m", "benchmarks.worker", "--model", model, "--engine", engine,
+            "--x", x_path, "--y", y_path, "--seed", str(seed)]
+
+
+class _Worker:
+    """A :mod:`benchmarks.worker` process training one model in one engine, driven over pipes."""
+
+    def __init__(self, model: str, engine: str, x_path: str, y_path: str, seed: int):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
+        self._proc = subprocess.Popen(_worker_command(model, engine, x_path, y_path, seed), cwd=_PACKAGE_ROOT,
+                                      env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                                      text=True, bufsize=1)
+        self.ready = self._read()
+
+    def _read(self) -> dict:
+        line = self._proc.stdout.readline()
+        if not line:
+            self._proc.wait()
+            self._stderr.seek(0)
+            tail = " | ".join(self._stderr.read().strip().splitlines()[-3:])
+            raise _WorkerFailed(f"worker exited with {self._proc.returncode}: {tail}")
+        message = json.loads(line)
+        if "error" in message:
+            kind = NotImplementedError if message.get("type") == "NotImplementedError" else _WorkerFailed
+            raise kind(f"{message.get('type')}: {message['error']}" if kind is _WorkerFailed else message["error"])
+        return message
+
+    def call(self, **command) -> dict:
+        """Send one command and return the worker's answer (raises on an error answer)."""
+        self._proc.stdin.write(json.dumps(command) + "\n")
+        self._proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        try:
+            if self._proc.poll() is None:
+                self._proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                self._proc.stdin.close()
+                self._proc.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            self._proc.kill()
+            self._proc.wait()
+        finally:
+            self._stderr.close()
+
+
+class _InProcess:
+    """The same commands as :class:`_Worker`, answered by a trainer in this process."""
+
+    def __init__(self, model: str, engine: str, x, y, seed: int):
+        from .engines import make_trainer
+
+        self.trainer = make_trainer(engine, model, x, y, seed)
+        self.ready = {"ready": True}
+
+    def call(self, cmd: str, epochs: int = 1, preset: bool = False) -> dict:
+        if cmd == "epoch":
+            if preset and self.trainer.spec.subnormal_moments:
+                self.trainer.preset_subnormal_moments()
+            timing = self.trainer.train(epochs)
+            return {"epoch_s": timing.epoch_s, "fit_s": timing.fit_s}
+        return {"fell_back": self.trainer.fell_back, "notes": list(self.trainer.notes),
+                "diagnostics": self.trainer.diagnostics()}
+
+    def close(self) -> None:
+        self.trainer = None
+
+
 def measure_memory(model: str, engine: str, x_path: str, y_path: str, seed: int) -> dict:
     """Peak RSS of a fresh process training one epoch of ``model`` in ``engine`` on the arrays saved
-    at ``x_path`` and ``y_path`` (``.npy``); see :mod:`benchmarks.child`."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    command = [sys.executable, "-m", "benchmarks.child", "--model", model, "--engine", engine,
-               "--x", x_path, "--y", y_path, "--seed", str(seed)]
-    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=_PACKAGE_ROOT)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"error": f"child exited with {proc.returncode}: {' | '.join(tail)}"}
-    return json.loads(lines[-1])
+    at ``x_path`` and ``y_path`` (``.npy``): a :mod:`benchmarks.worker` that trains one epoch and quits."""
+    try:
+        worker = _Worker(model, engine, x_path, y_path, seed)
+    except Exception as error:  # noqa: BLE001
+        return {"error": str(error)}
+    try:
+        epoch = worker.call(cmd="epoch")
+        return {"peak_rss_mib": epoch["peak_rss_mib"], "setup_rss_mib": worker.ready["setup_rss_mib"],
+                "source": epoch["source"]}
+    except Exception as error:  # noqa: BLE001
+        return {"error": str(error)}
+    finally:
+        worker.close()
 
 
 def _summary(values):
@@ -105,6 +187,7 @@ def _new_row(model: str, engine: str, config: RunConfig) -> dict:
         "fraction_of_gemm_peak": None,
         "peak_rss_mib": None,
         "memory": None,
+        "epochs_per_round": None,
         "fell_back": False,
         "notes": [],
         "diagnostics": {},
@@ -120,76 +203,44 @@ def _fail(row: dict, stage: str, error: BaseException) -> None:
 
 def _run_model(model: str, engines: list, config: RunConfig) -> list:
     from .data import training_arrays
-    from .engines import make_trainer
 
     spec = MODELS[model]
     rows = config.rows_for(model)
     x, y = training_arrays(model, rows, config.seed)
     out = {engine: _new_row(model, engine, config) for engine in engines}
-    trainers = {}
-    for engine in engines:
+    with tempfile.TemporaryDirectory(prefix="benchmarks-") as directory:
+        x_path, y_path = os.path.join(directory, "x.npy"), os.path.join(directory, "y.npy")
+        np.save(x_path, x)
+        np.save(y_path, y)
+        runners = {}
         try:
-            trainers[engine] = make_trainer(engine, model, x, y, config.seed)
-        except Exception as error:  # noqa: BLE001 (one engine failing must not stop the others)
-            _fail(out[engine], "build", error)
+            for engine in engines:  # one at a time: an engine's start-up does not overlap another's work
+                try:
+                    if config.isolation == "process":
+                        runners[engine] = _Worker(model, engine, x_path, y_path, config.seed)
+                    else:
+                        runners[engine] = _InProcess(model, engine, x, y, config.seed)
+                except Exception as error:  # noqa: BLE001 (one engine failing must not stop the others)
+                    _fail(out[engine], "build", error)
+            _train_rounds(model, engines, runners, out, config)
+            for engine, runner in runners.items():
+                try:
+                    out[engine].update(runner.call(cmd="report"))
+                except Exception as error:  # noqa: BLE001 (diagnostics are extras)
+                    out[engine]["diagnostics"] = {"error": repr(error)}
+        finally:
+            for runner in runners.values():
+                runner.close()
 
-    def live():
-        return [e for e in engines if e in trainers and out[e]["status"] == "ok"]
-
-    def one_epoch(engine, preset):
-        trainer = trainers[engine]
-        if preset and spec.subnormal_moments:
-            trainer.preset_subnormal_moments()
-        return trainer.epoch()
-
-    for engine in live():  # first epoch: tracing / compilation / slot creation
-        try:
-            first = one_epoch(engine, preset=False)  # the optimizer's state does not exist yet
-            out[engine]["first_epoch_s"] = first.fit_s
-            out[engine]["first_epoch_loop_s"] = first.epoch_s
-        except NotImplementedError as error:
-            out[engine].update(status="skipped", reason=str(error))
-        except Exception as error:  # noqa: BLE001
-            _fail(out[engine], "first epoch", error)
-    for _ in range(config.warmup):
-        for engine in live():
-            try:
-                one_epoch(engine, preset=True)
-            except NotImplementedError as error:
-                out[engine].update(status="skipped", reason=str(error))
-            except Exception as error:  # noqa: BLE001
-                _fail(out[engine], "warm-up", error)
-    loads = []
-    for round_index in range(config.repeats):
-        loads.append(environment.load_average())
-        order = live()
-        if order:
-            shift = round_index % len(order)
-            order = order[shift:] + order[:shift]
-        for engine in order:
-            try:
-                timing = one_epoch(engine, preset=True)
-            except NotImplementedError as error:
-                out[engine].update(status="skipped", reason=str(error))
-                continue
-            except Exception as error:  # noqa: BLE001
-                _fail(out[engine], f"timed epoch {round_index + 1}", error)
-                continue
-            out[engine]["epoch_s"].append(timing.epoch_s)
-            out[engine]["fit_call_s"].append(timing.fit_s)
-        _log(f"  {model}: round {round_index + 1}/{config.repeats} done")
-
-    for row in out.values():
-        row["load_average_per_round"] = loads
-    for engine, trainer in trainers.items():
-        row = out[engine]
-        row["fell_back"] = trainer.fell_back
-        row["notes"] = list(trainer.notes)
-        try:
-            row["diagnostics"] = trainer.diagnostics()
-        except Exception as error:  # noqa: BLE001 (diagnostics are extras)
-            row["diagnostics"] = {"error": repr(error)}
-    trainers.clear()
+        if config.memory:
+            for engine in engines:
+                row = out[engine]
+                if row["status"] != "ok":
+                    continue
+                if config.isolation == "in-process":
+                    _log(f"  {model}: peak memory of {engine} (child process)")
+                    row["memory"] = measure_memory(model, engine, x_path, y_path, config.seed)
+                row["peak_rss_mib"] = (row["memory"] or {}).get("peak_rss_mib")
 
     flops = flops_per_row(spec.units) * rows
     for row in out.values():
@@ -206,20 +257,78 @@ def _run_model(model: str, engines: list, config: RunConfig) -> list:
         for row in out.values():
             if row["epoch_median_s"]:
                 row["speedup_vs_baseline"] = base["epoch_median_s"] / row["epoch_median_s"]
-
-    if config.memory and not spec.subnormal_moments:  # Ls is model L: same memory
-        with tempfile.TemporaryDirectory(prefix="benchmarks-") as directory:
-            x_path, y_path = os.path.join(directory, "x.npy"), os.path.join(directory, "y.npy")
-            np.save(x_path, x)
-            np.save(y_path, y)
-            for engine in engines:
-                row = out[engine]
-                if row["status"] != "ok":
-                    continue
-                _log(f"  {model}: peak memory of {engine} (child process)")
-                row["memory"] = measure_memory(model, engine, x_path, y_path, config.seed)
-                row["peak_rss_mib"] = row["memory"].get("peak_rss_mib")
     return list(out.values())
+
+
+def epochs_per_round(epoch_s: float, spec, config: RunConfig) -> int:
+    """Consecutive epochs an engine trains per round: enough for ``config.round_s`` seconds.
+
+    One for Ls (its Adam state is preset before every timed epoch) and for ``round_s = 0``.
+
+    Example:
+        >>> from benchmarks.specs import MODELS, RunConfig
+        >>> epochs_per_round(0.001, MODELS["A"], RunConfig(round_s=0.25)), epochs_per_round(0.3, MODELS["A"], RunConfig())
+        (250, 1)
+    """
+    if spec.subnormal_moments or config.round_s <= 0 or epoch_s <= 0:
+        return 1
+    return max(1, min(_MAX_EPOCHS_PER_ROUND, round(config.round_s / epoch_s)))
+
+
+#: Upper bound of :func:`epochs_per_round` (a guard against a mis-measured warm-up epoch).
+_MAX_EPOCHS_PER_ROUND = 1000
+
+
+def _train_rounds(model: str, engines: list, runners: dict, out: dict, config: RunConfig) -> None:
+    """First epoch, warm-up and the timed rounds (engines alternating) of every runner."""
+    spec = MODELS[model]
+
+    def live():
+        return [e for e in engines if e in runners and out[e]["status"] == "ok"]
+
+    def train(engine, stage, epochs=1, preset=True):
+        """``epochs`` epochs of ``engine`` after a pause; its answer, or None (the row is marked)."""
+        time.sleep(config.settle_s)  # the previous engine's threads go idle before this one is timed
+        try:
+            return runners[engine].call(cmd="epoch", epochs=epochs, preset=preset)
+        except NotImplementedError as error:
+            out[engine].update(status="skipped", reason=str(error))
+        except Exception as error:  # noqa: BLE001
+            _fail(out[engine], stage, error)
+        return None
+
+    latest = {}  # engine -> its latest epoch time, to size its rounds
+    for engine in live():  # first epoch: tracing / compilation / slot creation
+        first = train(engine, "first epoch", preset=False)  # the optimizer's state does not exist yet
+        if first is not None:
+            out[engine].update(first_epoch_s=first["fit_s"], first_epoch_loop_s=first["epoch_s"][0])
+            latest[engine] = first["epoch_s"][0]
+            if config.memory and "peak_rss_mib" in first:  # a worker: its peak after one epoch is the memory figure
+                out[engine]["memory"] = {"peak_rss_mib": first["peak_rss_mib"], "source": first["source"],
+                                         "setup_rss_mib": runners[engine].ready.get("setup_rss_mib")}
+    for _ in range(config.warmup):
+        for engine in live():
+            warm = train(engine, "warm-up")
+            if warm is not None:
+                latest[engine] = warm["epoch_s"][-1]
+    counts = {engine: epochs_per_round(latest.get(engine, 0.0), spec, config) for engine in live()}
+    for engine, count in counts.items():
+        out[engine]["epochs_per_round"] = count
+    loads = []
+    for round_index in range(config.repeats):
+        loads.append(environment.load_average())
+        order = live()
+        if order:
+            shift = round_index % len(order)
+            order = order[shift:] + order[:shift]
+        for engine in order:
+            timing = train(engine, f"timed round {round_index + 1}", epochs=counts[engine])
+            if timing is not None:
+                out[engine]["epoch_s"].append(statistics.fmean(timing["epoch_s"]))
+                out[engine]["fit_call_s"].append(timing["fit_s"] / counts[engine])
+        _log(f"  {model}: round {round_index + 1}/{config.repeats} done")
+    for row in out.values():
+        row["load_average_per_round"] = loads
 
 
 def _command(config: RunConfig) -> str:
@@ -256,6 +365,9 @@ def run_benchmarks(config: RunConfig, out=print) -> dict:
             "warmup": config.warmup,
             "rows": {m: config.rows_for(m) for m in config.models},
             "memory": config.memory,
+            "isolation": config.isolation,
+            "settle_s": config.settle_s,
+            "round_s": config.round_s,
             "seed": config.seed,
             "quick": config.quick,
             "shuffle": True,

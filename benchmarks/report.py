@@ -13,7 +13,8 @@ JSON layout (``"schema": "minitensor-benchmarks/1"``); times in seconds, memory 
   changes under ``minitensor/``: the numbers then describe the working tree, not the commit).
 * ``versions``: python, numpy, numba, tensorflow, keras, minitensor, ... (``null`` = not installed).
 * ``config``: ``models``, ``engines``, ``repeats``, ``warmup``, ``rows`` (per model), ``memory``,
-  ``seed``, ``quick``, ``shuffle`` (always true), ``verbose``, ``metrics``.
+  ``isolation`` (``"process"``: a worker process per engine; ``"in-process"``), ``settle_s``,
+  ``round_s``, ``seed``, ``quick``, ``shuffle`` (always true), ``verbose``, ``metrics``.
 * ``baseline``: the engine ratios are taken against (``"tf.keras"``); ``flop_count``: what the
   GFLOP/s count.
 * ``engines``: per engine name ``{"available", "reason", "versions"}``.
@@ -27,11 +28,12 @@ JSON layout (``"schema": "minitensor-benchmarks/1"``); times in seconds, memory 
 * ``results``: one object per model and available engine: ``model``, ``engine``, ``status``
   (``"ok"``, ``"skipped"``, ``"error"``), ``reason``, ``rows``, ``full_rows``, ``batch_size``,
   ``steps_per_epoch``, ``full_steps_per_epoch``, ``first_epoch_s`` (the first ``fit`` call),
-  ``first_epoch_loop_s``, ``epoch_s`` and ``fit_call_s`` (one per timed repeat), ``epoch_median_s``,
+  ``first_epoch_loop_s``, ``epochs_per_round``, ``epoch_s`` (per timed round: the mean of its
+  epochs) and ``fit_call_s`` (per round: the ``fit`` call's wall time over its epochs), ``epoch_median_s``,
   ``epoch_min_s``, ``epoch_max_s``, ``step_median_s``, ``step_min_s``, ``step_max_s``,
   ``full_epoch_estimate_s`` (median step x full steps), ``speedup_vs_baseline`` (baseline epoch /
-  this epoch), ``gflops``, ``fraction_of_gemm_peak``, ``peak_rss_mib``, ``memory`` (the child's
-  output), ``fell_back``, ``notes``, ``diagnostics``, ``load_average_per_round`` (the 1/5/15-minute
+  this epoch), ``gflops``, ``fraction_of_gemm_peak``, ``peak_rss_mib``, ``memory`` (``peak_rss_mib``,
+  ``setup_rss_mib`` before training, ``source``; or ``error``), ``fell_back``, ``notes``, ``diagnostics``, ``load_average_per_round`` (the 1/5/15-minute
   load averages as each timed round began: the machine may be shared).
 
 Example:
@@ -149,6 +151,37 @@ def _source_line(source: dict) -> str:
     return line + "."
 
 
+def _method(config: dict) -> str:
+    """The report's sentence on how the engines were run and timed."""
+    if config.get("isolation", "in-process") == "process":
+        where = ("every engine trains the same float32 arrays (saved once to .npy files) in its own worker "
+                 "process, one engine at a time (the others wait on a pipe, their threads idle)")
+        memory = ("Peak RSS: the worker's high-water mark (VmHWM) after its first epoch: interpreter, engine, "
+                  "the arrays, the model and one epoch of training.")
+    else:
+        where = "every engine trains the same float32 arrays in this one process"
+        memory = ("Peak RSS: a fresh child process that imports the engine, loads the same arrays, builds the "
+                  "model and fits one epoch (its VmHWM).")
+    settle = config.get("settle_s")
+    pause = f" Every round starts after a {settle * 1000:.0f} ms pause." if settle else ""
+    round_s = config.get("round_s") or 0
+    if round_s > 0:
+        rounds = (f"{config['repeats']} rounds in which each engine trains k consecutive epochs in one "
+                  f"`fit(epochs=k)` call, k chosen from its warm-up epoch so that the round lasts about "
+                  f"{round_s:g} s (1 for Ls; `epochs_per_round` in the JSON)")
+        per_round = "the round's mean epoch time"
+    else:
+        rounds = f"{config['repeats']} rounds of one epoch per engine"
+        per_round = "the epoch time"
+    return (
+        f"Method: {where}; per model, one first epoch (the first `fit` call, tracing and compilation included), "
+        f"{config['warmup']} untimed warm-up epoch(s), then {rounds}, the engines' order rotating each round."
+        f"{pause} Times are median (min–max) over the rounds of {per_round}, each epoch measured from "
+        "`on_epoch_begin` to `on_epoch_end` (`verbose=0, shuffle=True`, metrics=['accuracy']); time/step is that "
+        f"over the epoch's steps. Speed-up = tf.keras epoch / engine epoch. {memory}"
+    )
+
+
 def render_markdown(report: dict) -> str:
     """The report as Markdown: command, machine, versions, method, the results table and extras."""
     machine, versions, config = report["machine"], report["versions"], report["config"]
@@ -174,14 +207,8 @@ def render_markdown(report: dict) -> str:
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "python_executable" and v)
         + "; not installed: " + (", ".join(k for k, v in versions.items() if v is None) or "none") + ".",
         "",
-        f"Method: every engine trains the same float32 arrays in this one process; per model, one first epoch "
-        f"(the first `fit` call, tracing and compilation included), {config['warmup']} untimed warm-up epoch(s), "
-        f"then {config['repeats']} rounds of one epoch per engine, the engines' order rotating each round. "
-        "Times are median (min–max) over the rounds of the epoch measured from `on_epoch_begin` to "
-        "`on_epoch_end` (`fit(epochs=1, verbose=0, shuffle=True)`, metrics=['accuracy']); time/step is that over "
-        "the epoch's steps. Speed-up = tf.keras epoch / engine epoch. Peak RSS: a fresh child process that "
-        "imports the engine, loads the same arrays, builds the model and fits one epoch (its VmHWM). "
-        "The harness sets TF_CPP_MIN_LOG_LEVEL=3 when unset (TensorFlow's logging only). GFLOP/s count "
+        _method(config)
+        + " The harness sets TF_CPP_MIN_LOG_LEVEL=3 when unset (TensorFlow's logging only). GFLOP/s count "
         + report["flop_count"][0].lower() + report["flop_count"][1:],
         "",
     ]

@@ -36,6 +36,7 @@ __all__ = [
     "MODELS",
     "MODEL_NAMES",
     "ENGINE_NAMES",
+    "ISOLATION_MODES",
     "BASELINE_ENGINE",
     "RunConfig",
     "full_config",
@@ -102,6 +103,9 @@ MODELS = {
 }
 MODEL_NAMES = tuple(MODELS)
 
+#: How engines are kept apart while they are timed (see :attr:`RunConfig.isolation`).
+ISOLATION_MODES = ("process", "in-process")
+
 #: Engine names as the CLI spells them, in table order. ``pytorch`` and ``jax`` run only when installed.
 ENGINE_NAMES = ("tf.keras", "minitensor-reference", "minitensor-compiled", "pytorch", "jax")
 #: The engine every ratio is taken against.
@@ -133,10 +137,18 @@ class RunConfig:
     Attributes:
         models: model names to run, in order.
         engines: engine names to try, in order (unavailable ones are reported as skipped).
-        repeats: timed epochs per engine and model (engines alternate within each repeat).
+        repeats: timed rounds per engine and model (engines alternate within each round).
         warmup: untimed epochs per engine after the first (timed, reported separately) epoch.
         rows: training rows per model (fewer than the full set means a subset, said in the report).
-        memory: measure peak RSS in a child process per model and engine.
+        memory: report the peak RSS of a process that trains the model (a worker's after its first
+            epoch; with in-process isolation, a child process started for it).
+        isolation: ``"process"`` (default): every engine trains in its own worker process
+            (:mod:`benchmarks.worker`), one at a time; ``"in-process"``: all engines in this process.
+        round_s: seconds of training per engine and round: an engine trains as many consecutive
+            epochs per round as its last warm-up epoch says fit in this (at least one; always one
+            for Ls); its epoch time in that round is their mean. 0 trains one epoch per round.
+        settle_s: pause before every round, so that the previous engine's threads (TensorFlow's
+            pools, OpenBLAS's spinning workers) are idle when the next engine is timed.
         gemm_size: side of the square float32 matrices of the GEMM-peak measurement.
         gemm_repeats: repeats of that measurement (the median is reported).
         adam_steps: Adam updates timed per case in the subnormal micro-benchmark (and steps timed
@@ -155,6 +167,9 @@ class RunConfig:
     warmup: int = 1
     rows: dict = field(default_factory=dict)
     memory: bool = True
+    isolation: str = "process"
+    settle_s: float = 0.2
+    round_s: float = 0.25
     gemm_size: int = 2048
     gemm_repeats: int = 7
     adam_steps: int = 20
@@ -195,6 +210,8 @@ def quick_config(**overrides) -> RunConfig:
         gemm_repeats=3,
         adam_steps=3,
         adam_repeats=2,
+        settle_s=0.05,
+        round_s=0.05,
         quick=True,
     )
     for key, value in overrides.items():

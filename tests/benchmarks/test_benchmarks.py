@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 RESULT_KEYS = {
     "model", "engine", "status", "reason", "rows", "full_rows", "batch_size", "steps_per_epoch",
-    "full_steps_per_epoch", "first_epoch_s", "first_epoch_loop_s", "epoch_s", "fit_call_s",
+    "full_steps_per_epoch", "first_epoch_s", "first_epoch_loop_s", "epoch_s", "fit_call_s", "epochs_per_round",
     "epoch_median_s", "epoch_min_s", "epoch_max_s", "step_median_s", "step_min_s", "step_max_s",
     "full_epoch_estimate_s", "speedup_vs_baseline", "gflops", "fraction_of_gemm_peak", "peak_rss_mib",
     "memory", "fell_back", "notes", "diagnostics", "load_average_per_round",
@@ -35,9 +35,13 @@ TOP_KEYS = {
 
 
 def tiny(**overrides):
-    """A configuration that trains a few steps: quick rows cut further, one repeat, tiny GEMM."""
+    """A configuration that trains a few steps: quick rows cut further, one repeat, tiny GEMM.
+
+    In-process, so that a test can monkeypatch what the engines do; ``isolation="process"`` to
+    run the workers."""
     config = specs.quick_config(
         engines=["minitensor-reference"], repeats=1, memory=False, gemm_size=32, gemm_repeats=1,
+        isolation="in-process", settle_s=0,
         adam_steps=1, adam_repeats=1, rows={"A": 64, "B": 64, "C": 64, "D": 8, "L": 256, "Ls": 256},
     )
     for key, value in overrides.items():
@@ -86,10 +90,11 @@ def test_quick_run_writes_json_with_documented_schema(quick_run):
         assert row["status"] == "ok", row["reason"]
         assert len(row["epoch_s"]) == saved["config"]["repeats"] == 2
         assert row["speedup_vs_baseline"] is None  # tf.keras was not run
+        assert row["epochs_per_round"] == (1 if row["model"] == "Ls" else row["epochs_per_round"]) >= 1
     a, ls = saved["results"]
     assert a["steps_per_epoch"] == 2 and ls["steps_per_epoch"] == 2
     assert a["peak_rss_mib"] > 0 and a["memory"]["source"] in ("VmHWM", "ru_maxrss")
-    assert ls["memory"] is None  # Ls is model L: memory is measured for L only
+    assert ls["peak_rss_mib"] > a["peak_rss_mib"]  # 670k parameters and their Adam slots vs 233
     assert ls["fraction_of_gemm_peak"] is not None
     assert set(saved["adam_subnormal"]["cases"]) == {"normal", "subnormal", "zero"}
     assert saved["gemm_peak"]["n"] == 64
@@ -134,10 +139,19 @@ def test_unavailable_engines_are_skipped_cleanly(monkeypatch):
     assert "Not measured: jax (not installed (test))" in printed[0]
 
 
-def test_every_model_runs_on_the_reference_path():
-    result = run_benchmarks(tiny(), out=lambda text: None)
+def test_every_model_runs_on_the_reference_path_in_worker_processes():
+    result = run_benchmarks(tiny(isolation="process"), out=lambda text: None)
     assert [r["model"] for r in result["results"]] == list(specs.MODEL_NAMES)
     assert all(r["status"] == "ok" and len(r["epoch_s"]) == 1 for r in result["results"])
+
+
+def test_in_process_isolation_measures_memory_in_a_child_and_says_how_it_ran():
+    printed = []
+    result = run_benchmarks(tiny(models=["D"], memory=True), out=printed.append)
+    (row,) = result["results"]
+    assert row["peak_rss_mib"] >= row["memory"]["setup_rss_mib"] > 0
+    assert result["config"]["isolation"] == "in-process"
+    assert "in this one process" in printed[0] and "worker process" not in printed[0]
 
 
 def test_an_engine_that_fails_is_reported_and_the_others_continue(monkeypatch):
@@ -217,12 +231,28 @@ def test_training_arrays():
         data.training_arrays("A", rows=2000)
 
 
-def test_child_reports_peak_memory():
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.child", "--model", "D", "--engine",
-                           "minitensor-reference", "--rows", "4"], cwd=REPO, capture_output=True, text=True)
+def test_worker_answers_commands_and_reports_peak_memory():
+    commands = '{"cmd": "epoch", "epochs": 3}\n{"cmd": "bogus"}\n{"cmd": "report"}\n{"cmd": "quit"}\n'
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", "--model", "D", "--engine",
+                           "minitensor-reference", "--rows", "4"], input=commands, cwd=REPO, capture_output=True,
+                          text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    line = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert line["peak_rss_mib"] >= line["setup_rss_mib"] > 0
+    ready, epoch, bogus, final = (json.loads(line) for line in proc.stdout.strip().splitlines())
+    assert ready["ready"] is True
+    assert epoch["peak_rss_mib"] >= ready["setup_rss_mib"] > 0
+    assert len(epoch["epoch_s"]) == 3 and sum(epoch["epoch_s"]) <= epoch["fit_s"]
+    assert bogus == {"error": "Unknown command 'bogus'", "type": "ValueError"}
+    assert final == {"fell_back": False, "notes": [], "diagnostics": {}}
+
+
+def test_a_worker_that_cannot_start_is_reported_with_its_reason(tmp_path):
+    from benchmarks.harness import _Worker, _WorkerFailed
+
+    x, y = data.training_arrays("A", rows=8)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    with pytest.raises(_WorkerFailed, match="invalid choice: 'no-such-engine'"):
+        _Worker("A", "no-such-engine", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), 0)
 
 
 def test_formatting():
