@@ -51,7 +51,7 @@ from __future__ import annotations
 import importlib.util
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 __all__ = ["train_epoch", "pairwise_sum", "HAVE_BLAS"]
 
@@ -107,7 +107,7 @@ D_SRC = 3  # workspace offset it reads (width, batch)
 D_DST = 4  # workspace offset it writes (width, batch)
 
 # offsets `goff` (int64) of the shared workspace buffers
-G_XB = 0  # gathered inputs, feature-major (d0, batch)
+G_XB = 0  # gathered inputs: feature-major (d0, batch), or sample-major (batch, d0) for a BLAS first layer
 G_YB = 1  # gathered targets for the loss (batch, k)
 G_YM = 2  # gathered targets for the metrics (batch, k)
 G_SW = 3  # gathered sample weights (batch,)
@@ -702,21 +702,21 @@ def _metric_values(kind, threshold, ym, labels, ht, vals, row):
 
 # ---------------------------------------------------------------------------- optimizers
 @njit(**_JIT)
-def _apply_update(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations):
-    """One optimizer step on the flat parameters, as :mod:`minitensor.optimizers`, with flush-to-zero.
+def _update_range(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations, lo, hi):
+    """One optimizer step on entries ``lo:hi`` of the flat parameters, as :mod:`minitensor.optimizers`,
+    with flush-to-zero.
 
     Every product ``a*b`` is written ``_fz(a, threshold(b)) * b``: the same float32 product,
     except that one which would be subnormal is 0 (and is never computed); a new slot value
     that is subnormal is stored as 0 (``_ftz``). See the module's docstring.
     """
-    n = params.size
     lr = hyper[H_LR]
     one = np.float32(1.0)
     t_lr = _threshold(lr)
     t_sq = np.float32(np.sqrt(TINY) * (1.0 + 2.0**-20))  # |g| below it: g*g is subnormal
     if flags[F_CLIP]:
         clip = hyper[H_CLIP]
-        for i in range(n):
+        for i in range(lo, hi):
             g = grads[i]
             if g < -clip:
                 g = -clip
@@ -726,7 +726,7 @@ def _apply_update(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations)
     if flags[F_WD]:
         wd = hyper[H_WD]
         t_wd = _threshold(wd)
-        for i in range(n):
+        for i in range(lo, hi):
             w = params[i]
             params[i] = w - _fz(_fz(w, t_wd) * wd, t_lr) * lr  # w - (w*wd)*lr
     if opt_kind == OPT_SGD:
@@ -734,7 +734,7 @@ def _apply_update(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations)
             momentum = hyper[H_C1]
             t_mom = _threshold(momentum)
             nesterov = flags[F_NESTEROV] != 0
-            for i in range(n):
+            for i in range(lo, hi):
                 gl = _fz(grads[i], t_lr) * lr
                 m = _ftz(_fz(s0[i], t_mom) * momentum - gl)
                 s0[i] = m
@@ -743,7 +743,7 @@ def _apply_update(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations)
                 else:
                     params[i] = params[i] + m
         else:
-            for i in range(n):
+            for i in range(lo, hi):
                 params[i] = params[i] - _fz(grads[i], t_lr) * lr
     elif opt_kind == OPT_RMSPROP:
         rho = hyper[H_C1]
@@ -755,7 +755,7 @@ def _apply_update(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations)
         t_mom = _threshold(momentum)
         centered = flags[F_CENTERED] != 0
         has_momentum = flags[F_MOMENTUM] != 0
-        for i in range(n):
+        for i in range(lo, hi):
             g = grads[i]
             gg = _fz(g, t_sq) * g
             v = _ftz(_fz(s0[i], t_rho) * rho + _fz(gg, t_omr) * one_minus_rho)  # v*rho + (g*g)*(1-rho)
@@ -785,7 +785,7 @@ def _apply_update(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations)
         t_b2 = _threshold(one_minus_beta_2)
         t_alpha = _threshold(alpha)
         amsgrad = flags[F_AMSGRAD] != 0
-        for i in range(n):
+        for i in range(lo, hi):
             g = grads[i]
             m = s0[i]
             m = _ftz(m + _fz(g - m, t_b1) * one_minus_beta_1)  # m + (g - m)*(1 - beta_1)
@@ -802,11 +802,31 @@ def _apply_update(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations)
             params[i] = params[i] - (_fz(m, t_alpha) * alpha) / (np.sqrt(v) + eps)
     else:  # OPT_ADAGRAD
         eps = hyper[H_EPS]
-        for i in range(n):
+        for i in range(lo, hi):
             g = grads[i]
             acc = s0[i] + _fz(g, t_sq) * g
             s0[i] = acc
             params[i] = params[i] - (_fz(g, t_lr) * lr) / np.sqrt(acc + eps)
+
+
+@njit(**_JIT)
+def _apply_update(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations):
+    """One optimizer step on all the flat parameters (see :func:`_update_range`)."""
+    _update_range(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations, 0, params.size)
+
+
+@njit(cache=True, error_model="numpy", nogil=True, parallel=True)
+def _apply_update_parallel(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations, chunks):
+    """The same step split into ``chunks`` ranges updated by Numba's threads (large models).
+
+    Every entry is updated by the same formula as in :func:`_apply_update`: the results are
+    identical; only the memory traffic (several float32 arrays of the model's size per step) is
+    shared between cores.
+    """
+    n = params.size
+    for c in prange(chunks):
+        _update_range(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations,
+                      n * c // chunks, n * (c + 1) // chunks)
 
 
 # ---------------------------------------------------------------------------- dropout
@@ -844,7 +864,7 @@ def train_epoch(
     x, yb_all, ym_all, labels_all, sw_all, has_sw, order, shuffled, batch_size,
     params, grads, lmeta, lreg, dmeta, dscale, masks, ws, labels_ws, goff,
     loss_kind, logits, mkinds, mthresh, mstate,
-    opt_kind, hyper, flags, s0, s1, s2, iterations,
+    opt_kind, hyper, flags, s0, s1, s2, iterations, update_chunks,
     tracker, status,
 ):
     """Train one epoch; return the number of steps applied.
@@ -861,6 +881,7 @@ def train_epoch(
         loss_kind, logits: the loss code, and whether it reads the last layer's pre-activation.
         mkinds, mthresh, mstate: metric codes, thresholds, and (total, count) float32 states.
         opt_kind, hyper, flags, s0, s1, s2, iterations: the optimizer, its slots, its step count.
+        update_chunks: above 1, the optimizer step runs on that many threads (large models).
         tracker: the loss tracker's (total, count), float32, updated in place.
         status: float64[2] output: (1 if stopped on a non-finite loss, that loss value).
 
@@ -886,6 +907,10 @@ def train_epoch(
     t_count = tracker[1]
     row = ws[goff[G_R]:]
     rows = np.empty(batch_size, np.int64)
+    # a first layer that multiplies through BLAS reads its batch sample-major, (B, d0) as BLAS's
+    # transposed operand: gathering whole rows is several times faster than transposing them
+    # (unless an input Dropout, which works feature-major, comes first)
+    x_rows = lmeta[0, L_BLAS] != 0 and lmeta[0, L_A] == goff[G_XB]
     for step in range(nsteps):
         pos = step * batch_size
         bc = min(batch_size, n - pos)
@@ -893,10 +918,17 @@ def train_epoch(
         # ---- gather the batch: inputs feature-major (d0, B), targets sample-major (B, k)
         for b in range(bc):
             rows[b] = order[pos + b] if shuffled else pos + b
-        xt = ws[goff[G_XB]: goff[G_XB] + d0 * bc].reshape((d0, bc))
-        for c in range(d0):
+        xs = ws[goff[G_XB]: goff[G_XB] + bc * d0].reshape((bc, d0))
+        if x_rows:
             for b in range(bc):
-                xt[c, b] = x[rows[b], c]
+                r = rows[b]
+                for c in range(d0):
+                    xs[b, c] = x[r, c]
+        else:
+            xt = ws[goff[G_XB]: goff[G_XB] + d0 * bc].reshape((d0, bc))
+            for c in range(d0):
+                for b in range(bc):
+                    xt[c, b] = x[rows[b], c]
         yb = ws[goff[G_YB]: goff[G_YB] + bc * kk].reshape((bc, kk))
         ym = ws[goff[G_YM]: goff[G_YM] + bc * kk].reshape((bc, kk))
         sw = ws[goff[G_SW]: goff[G_SW] + bc]
@@ -922,11 +954,14 @@ def train_epoch(
             jout = lmeta[l, L_OUT]
             woff = lmeta[l, L_WOFF]
             boff = lmeta[l, L_BOFF]
-            at = ws[lmeta[l, L_A]: lmeta[l, L_A] + kin * bc].reshape((kin, bc))
             w = params[woff: woff + kin * jout].reshape((kin, jout))
             bias = params[boff: boff + jout] if boff >= 0 else params[0:0]
             zt = ws[lmeta[l, L_Z]: lmeta[l, L_Z] + jout * bc].reshape((jout, bc))
-            _dense_forward(at, w, bias, boff >= 0, zt, lmeta[l, L_BLAS] != 0)
+            if l == 0 and x_rows:
+                _dense_forward(xs.T, w, bias, boff >= 0, zt, True)
+            else:
+                at = ws[lmeta[l, L_A]: lmeta[l, L_A] + kin * bc].reshape((kin, bc))
+                _dense_forward(at, w, bias, boff >= 0, zt, lmeta[l, L_BLAS] != 0)
             if lmeta[l, L_H] != lmeta[l, L_Z] and not (fused and l == nl - 1):
                 ht = ws[lmeta[l, L_H]: lmeta[l, L_H] + jout * bc].reshape((jout, bc))
                 _activation_forward(zt, ht, lmeta[l, L_ACT], row)
@@ -982,12 +1017,15 @@ def train_epoch(
             if l < nl - 1 and lmeta[l, L_H] != lmeta[l, L_Z]:
                 ht = ws[lmeta[l, L_H]: lmeta[l, L_H] + jout * bc].reshape((jout, bc))
                 _activation_backward(gzt, ht, lmeta[l, L_ACT], row)
-            at = ws[lmeta[l, L_A]: lmeta[l, L_A] + kin * bc].reshape((kin, bc))
             w = params[woff: woff + kin * jout].reshape((kin, jout))
             gw = grads[woff: woff + kin * jout].reshape((kin, jout))
             gb = grads[boff: boff + jout] if boff >= 0 else grads[0:0]
             gat = ws[gnext_off: gnext_off + kin * bc].reshape((kin, bc))
-            _dense_backward(at, w, gzt, gw, gb, boff >= 0, gat, l > 0, lmeta[l, L_BLAS] != 0)
+            if l == 0 and x_rows:
+                _dense_backward(xs.T, w, gzt, gw, gb, boff >= 0, gat, False, True)
+            else:
+                at = ws[lmeta[l, L_A]: lmeta[l, L_A] + kin * bc].reshape((kin, bc))
+                _dense_backward(at, w, gzt, gw, gb, boff >= 0, gat, l > 0, lmeta[l, L_BLAS] != 0)
             kl1 = lreg[l, R_KL1]
             kl2 = lreg[l, R_KL2]
             if kl1 != 0 or kl2 != 0:
@@ -1002,7 +1040,11 @@ def train_epoch(
                         _dropout_backward(gat, dmeta, dscale, masks, d, bc, pos)
                 gcur_off, gnext_off = gnext_off, gcur_off
         # ---- update
-        _apply_update(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations + step)
+        if update_chunks > 1:
+            _apply_update_parallel(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations + step,
+                                   update_chunks)
+        else:
+            _apply_update(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations + step)
     tracker[0] = t_total
     tracker[1] = t_count
     return nsteps
