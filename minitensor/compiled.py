@@ -58,7 +58,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["build_plan", "CompiledPlan", "BLAS_MIN_MACS", "PARALLEL_UPDATE_MIN"]
+__all__ = ["build_plan", "CompiledPlan", "BLAS_MIN_MACS"]
 
 #: A layer whose matrix products take at least this many multiply-adds per batch
 #: (batch * in * out), at a batch size of at least 2, goes through BLAS (``np.dot`` inside
@@ -68,12 +68,6 @@ __all__ = ["build_plan", "CompiledPlan", "BLAS_MIN_MACS", "PARALLEL_UPDATE_MIN"]
 #: 32x64x12 (the lesson's first layer); the loops win only below a few thousand
 #: multiply-adds and for batch size 1.
 BLAS_MIN_MACS = 2048
-
-#: Models with at least this many parameters run the optimizer step on all of Numba's threads:
-#: it streams several float32 arrays of the model's size from memory every step (for the
-#: 670k-parameter MNIST-sized model, 0.6 ms on one core of the 2-core machine it was measured on,
-#: 0.35 ms on two); below it, starting the threads costs more than it saves.
-PARALLEL_UPDATE_MIN = 1 << 17
 
 #: Rows of dropout masks drawn per call of the generator (bounds the float64 temporary).
 _MASK_CHUNK = 1 << 20
@@ -343,9 +337,6 @@ class CompiledPlan:
         self._mstate = np.zeros((len(spec["metrics"]), 2), dtype=np.float32)
         self._tracker = np.zeros(2, dtype=np.float32)
         self._status = np.zeros(2, dtype=np.float64)
-        import numba
-
-        self._update_chunks = numba.get_num_threads() if off >= PARALLEL_UPDATE_MIN else 1
         self._hyper = np.zeros(kernels.H_N, dtype=np.float32)
         self._flags = np.zeros(kernels.F_N, dtype=np.int64)
         self.blas_layers = []
@@ -584,7 +575,7 @@ class CompiledPlan:
             model._flat_params, model._flat_grads, layout["lmeta"], self._lreg, dmeta, layout["dscale"], masks,
             layout["ws"], layout["labels_ws"], layout["goff"],
             spec["loss_kind"], spec["logits"], mkinds, mthresh, mstate,
-            kind, hyper, flags, s0, s1, s2, opt._iterations, self._update_chunks,
+            kind, hyper, flags, s0, s1, s2, opt._iterations,
             tracker, status,
         )
         steps = int(steps)

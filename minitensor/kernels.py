@@ -51,7 +51,7 @@ from __future__ import annotations
 import importlib.util
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 __all__ = ["train_epoch", "pairwise_sum", "HAVE_BLAS"]
 
@@ -702,21 +702,21 @@ def _metric_values(kind, threshold, ym, labels, ht, vals, row):
 
 # ---------------------------------------------------------------------------- optimizers
 @njit(**_JIT)
-def _update_range(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations, lo, hi):
-    """One optimizer step on entries ``lo:hi`` of the flat parameters, as :mod:`minitensor.optimizers`,
-    with flush-to-zero.
+def _apply_update(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations):
+    """One optimizer step on the flat parameters, as :mod:`minitensor.optimizers`, with flush-to-zero.
 
     Every product ``a*b`` is written ``_fz(a, threshold(b)) * b``: the same float32 product,
     except that one which would be subnormal is 0 (and is never computed); a new slot value
     that is subnormal is stored as 0 (``_ftz``). See the module's docstring.
     """
+    n = params.size
     lr = hyper[H_LR]
     one = np.float32(1.0)
     t_lr = _threshold(lr)
     t_sq = np.float32(np.sqrt(TINY) * (1.0 + 2.0**-20))  # |g| below it: g*g is subnormal
     if flags[F_CLIP]:
         clip = hyper[H_CLIP]
-        for i in range(lo, hi):
+        for i in range(n):
             g = grads[i]
             if g < -clip:
                 g = -clip
@@ -726,7 +726,7 @@ def _update_range(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations,
     if flags[F_WD]:
         wd = hyper[H_WD]
         t_wd = _threshold(wd)
-        for i in range(lo, hi):
+        for i in range(n):
             w = params[i]
             params[i] = w - _fz(_fz(w, t_wd) * wd, t_lr) * lr  # w - (w*wd)*lr
     if opt_kind == OPT_SGD:
@@ -734,7 +734,7 @@ def _update_range(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations,
             momentum = hyper[H_C1]
             t_mom = _threshold(momentum)
             nesterov = flags[F_NESTEROV] != 0
-            for i in range(lo, hi):
+            for i in range(n):
                 gl = _fz(grads[i], t_lr) * lr
                 m = _ftz(_fz(s0[i], t_mom) * momentum - gl)
                 s0[i] = m
@@ -743,7 +743,7 @@ def _update_range(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations,
                 else:
                     params[i] = params[i] + m
         else:
-            for i in range(lo, hi):
+            for i in range(n):
                 params[i] = params[i] - _fz(grads[i], t_lr) * lr
     elif opt_kind == OPT_RMSPROP:
         rho = hyper[H_C1]
@@ -755,7 +755,7 @@ def _update_range(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations,
         t_mom = _threshold(momentum)
         centered = flags[F_CENTERED] != 0
         has_momentum = flags[F_MOMENTUM] != 0
-        for i in range(lo, hi):
+        for i in range(n):
             g = grads[i]
             gg = _fz(g, t_sq) * g
             v = _ftz(_fz(s0[i], t_rho) * rho + _fz(gg, t_omr) * one_minus_rho)  # v*rho + (g*g)*(1-rho)
@@ -785,7 +785,7 @@ def _update_range(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations,
         t_b2 = _threshold(one_minus_beta_2)
         t_alpha = _threshold(alpha)
         amsgrad = flags[F_AMSGRAD] != 0
-        for i in range(lo, hi):
+        for i in range(n):
             g = grads[i]
             m = s0[i]
             m = _ftz(m + _fz(g - m, t_b1) * one_minus_beta_1)  # m + (g - m)*(1 - beta_1)
@@ -802,31 +802,11 @@ def _update_range(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations,
             params[i] = params[i] - (_fz(m, t_alpha) * alpha) / (np.sqrt(v) + eps)
     else:  # OPT_ADAGRAD
         eps = hyper[H_EPS]
-        for i in range(lo, hi):
+        for i in range(n):
             g = grads[i]
             acc = s0[i] + _fz(g, t_sq) * g
             s0[i] = acc
             params[i] = params[i] - (_fz(g, t_lr) * lr) / np.sqrt(acc + eps)
-
-
-@njit(**_JIT)
-def _apply_update(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations):
-    """One optimizer step on all the flat parameters (see :func:`_update_range`)."""
-    _update_range(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations, 0, params.size)
-
-
-@njit(cache=True, error_model="numpy", nogil=True, parallel=True)
-def _apply_update_parallel(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations, chunks):
-    """The same step split into ``chunks`` ranges updated by Numba's threads (large models).
-
-    Every entry is updated by the same formula as in :func:`_apply_update`: the results are
-    identical; only the memory traffic (several float32 arrays of the model's size per step) is
-    shared between cores.
-    """
-    n = params.size
-    for c in prange(chunks):
-        _update_range(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations,
-                      n * c // chunks, n * (c + 1) // chunks)
 
 
 # ---------------------------------------------------------------------------- dropout
@@ -864,7 +844,7 @@ def train_epoch(
     x, yb_all, ym_all, labels_all, sw_all, has_sw, order, shuffled, batch_size,
     params, grads, lmeta, lreg, dmeta, dscale, masks, ws, labels_ws, goff,
     loss_kind, logits, mkinds, mthresh, mstate,
-    opt_kind, hyper, flags, s0, s1, s2, iterations, update_chunks,
+    opt_kind, hyper, flags, s0, s1, s2, iterations,
     tracker, status,
 ):
     """Train one epoch; return the number of steps applied.
@@ -881,7 +861,6 @@ def train_epoch(
         loss_kind, logits: the loss code, and whether it reads the last layer's pre-activation.
         mkinds, mthresh, mstate: metric codes, thresholds, and (total, count) float32 states.
         opt_kind, hyper, flags, s0, s1, s2, iterations: the optimizer, its slots, its step count.
-        update_chunks: above 1, the optimizer step runs on that many threads (large models).
         tracker: the loss tracker's (total, count), float32, updated in place.
         status: float64[2] output: (1 if stopped on a non-finite loss, that loss value).
 
@@ -1040,11 +1019,7 @@ def train_epoch(
                         _dropout_backward(gat, dmeta, dscale, masks, d, bc, pos)
                 gcur_off, gnext_off = gnext_off, gcur_off
         # ---- update
-        if update_chunks > 1:
-            _apply_update_parallel(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations + step,
-                                   update_chunks)
-        else:
-            _apply_update(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations + step)
+        _apply_update(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations + step)
     tracker[0] = t_total
     tracker[1] = t_count
     return nsteps

@@ -286,40 +286,6 @@ def test_blas_and_loop_products_both_match(blas_min_macs, batch_size, input_drop
     assert plan._layout(batch_size)["blas"] == [expected] * 3
 
 
-@pytest.mark.parametrize("optimizer", [
-    ("Adam", {}), ("RMSprop", {"momentum": 0.5, "centered": True}), ("SGD", {"momentum": 0.9, "nesterov": True}),
-])
-def test_the_threaded_optimizer_step_matches(optimizer, monkeypatch):
-    """A model at least PARALLEL_UPDATE_MIN parameters large updates them on Numba's threads."""
-    from minitensor import compiled
-
-    monkeypatch.setattr(compiled, "PARALLEL_UPDATE_MIN", 0)
-    cfg = lesson_config(optimizer=optimizer, n=100, batch_size=16, epochs=2)
-    assert_same_training(train(cfg, jit=False), train(cfg, jit=True))
-
-
-@pytest.mark.parametrize("kind", ["OPT_SGD", "OPT_RMSPROP", "OPT_ADAM", "OPT_ADAGRAD"])
-@pytest.mark.parametrize("chunks", [2, 3])
-def test_threaded_update_is_the_serial_update_bit_for_bit(kind, chunks):
-    from minitensor import kernels
-
-    rng = np.random.default_rng(1)
-    n = 10_001
-    arrays = [rng.normal(size=n).astype(np.float32) for _ in range(2)]
-    slots = [np.abs(rng.normal(size=n)).astype(np.float32) for _ in range(3)]
-    arrays[1][::7] = 0  # zero gradients: the flushing branches
-    hyper = np.array([1e-3, 0.9, 0.999, 0.1, 1e-3, 1e-7, 4e-3, 0.5], dtype=np.float32)
-    flags = np.ones(kernels.F_N, dtype=np.int64)  # Nesterov, centered, AMSGrad, momentum, decay, clipping
-    serial = [a.copy() for a in arrays + slots]
-    threaded = [a.copy() for a in arrays + slots]
-    code = getattr(kernels, kind)
-    kernels._apply_update(*serial[:2], code, hyper, flags, *serial[2:], 4)
-    kernels._apply_update_parallel(*threaded[:2], code, hyper, flags, *threaded[2:], 4, chunks)
-    for s_array, t_array in zip(serial, threaded):
-        np.testing.assert_array_equal(t_array, s_array)
-    assert not np.array_equal(serial[0], arrays[0])  # the step did change the parameters
-
-
 def test_consecutive_dropouts_and_activation_layers_match():
     """Input dropout, two Dropout layers in a row (one seeded, one on the global generator), Activation layers."""
 
