@@ -270,11 +270,19 @@ class Dense(Layer):
         self.built = True
 
     def call(self, inputs, training=False):
-        if self.use_bias:
-            out = ops.linear(inputs, self.kernel, self.bias)
-        else:
-            out = ops.matmul(inputs, self.kernel)
-        return self.activation(out)
+        activation = self.activation
+        if not self.use_bias:
+            return activation(ops.matmul(inputs, self.kernel))
+        # relu and tanh fuse with the product into one graph node (the same numbers)
+        fused = "relu" if activation is activations.relu else "tanh" if activation is activations.tanh else None
+        if isinstance(inputs, Tensor) and inputs.data.shape[-1:] == self.kernel.data.shape[:1]:
+            # shapes checked: skip the ops' own checks, as this runs every training step
+            if fused:
+                return ops.Dense.apply(inputs, self.kernel, self.bias, activation=fused)
+            return activation(ops.Linear.apply(inputs, self.kernel, self.bias))
+        if fused:
+            return ops.dense(inputs, self.kernel, self.bias, fused)
+        return activation(ops.linear(inputs, self.kernel, self.bias))
 
     def compute_output_shape(self, input_shape):
         return (*tuple(input_shape)[:-1], self.units)

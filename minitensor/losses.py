@@ -383,6 +383,40 @@ def _sparse_categorical_crossentropy(y_true, y_pred, from_logits, ignore_class, 
     return values, valid
 
 
+def _fusable_logits(loss, fn, y_true, y_pred):
+    """``(labels, logits)`` when ``loss`` may use a fused cross-entropy-mean op, else ``None``.
+
+    That is: ``loss`` wraps ``fn`` without label smoothing (and no subclass replaced how it
+    computes its values); ``y_pred`` is a 2-D, non-empty
+    Tensor whose logits are known (it came out of ``ops.sigmoid``/``ops.softmax`` and
+    ``from_logits`` is False, or ``from_logits`` is True and it did not); ``axis`` is the
+    last; ``y_true`` is an ndarray of ``y_pred``'s dtype with its shape, or ``(n,)`` against
+    ``(n, 1)``. Anything else (including what would warn or raise) takes the general path.
+    """
+    kwargs = loss._fn_kwargs
+    if loss.fn is not fn or kwargs["label_smoothing"]:
+        return None
+    if type(y_true) is not np.ndarray or not isinstance(y_pred, Tensor):
+        return None
+    if type(loss).call is not LossFunctionWrapper.call or type(loss)._call_with_mask is not Loss._call_with_mask:
+        return None  # a subclass computes its own values
+    pred = y_pred.data
+    if pred.ndim != 2 or pred.size == 0 or kwargs["axis"] not in (-1, 1) or y_true.dtype != pred.dtype:
+        return None
+    logits = y_pred._keras_logits
+    if kwargs["from_logits"]:
+        if logits is not None:  # the general path warns about this
+            return None
+        logits = y_pred
+    elif logits is None:
+        return None
+    if y_true.shape != pred.shape:
+        if y_true.shape != pred.shape[:1] or pred.shape[1] != 1:
+            return None
+        y_true = y_true.reshape(pred.shape)
+    return y_true, logits
+
+
 def _mean_over(values: Tensor, axis: int) -> Tensor:
     """``ops.mean`` over ``axis``; over an axis of length 1 a reshape (the same numbers, a cheaper graph)."""
     shape = values.shape
@@ -560,11 +594,22 @@ class Loss:
         Returns:
             A scalar Tensor (or the weighted per-sample values for reduction ``None``).
         """
+        if sample_weight is None and self.reduction in ("sum_over_batch_size", "mean"):
+            fused = self._fused_mean(y_true, y_pred)
+            if fused is not None:
+                return fused
         if not isinstance(y_pred, Tensor):
             y_pred = _as_prediction(y_pred, dtype="float32")
         y_true = _as_target(y_true, y_pred.data.dtype)
         values, mask = self._call_with_mask(y_true, y_pred)
         return _reduce_weighted(values, sample_weight, mask, self.reduction)
+
+    def _fused_mean(self, y_true, y_pred):
+        """The unweighted mean loss as one fused op, or ``None`` where only the general path applies.
+
+        Subclasses return a result only when it is the general path's, number for number.
+        """
+        return None
 
     def _call_with_mask(self, y_true, y_pred):
         return self.call(y_true, y_pred), None
@@ -686,6 +731,15 @@ class BinaryCrossentropy(_BuiltinLoss):
         self.label_smoothing = label_smoothing
         self.axis = axis
 
+    def _fused_mean(self, y_true, y_pred):
+        fusable = _fusable_logits(self, binary_crossentropy, y_true, y_pred)
+        if fusable is None:
+            return None
+        labels, logits = fusable
+        op = y_pred._op  # the sigmoid of these logits already computed part of the loss: reuse it
+        sigmoid_op = op if type(op) is ops.Sigmoid and op.inputs[0] is logits else None
+        return ops.SigmoidCrossEntropyMean.apply(logits, labels=labels, sigmoid_op=sigmoid_op)  # checked already
+
 
 class CategoricalCrossentropy(_BuiltinLoss):
     """Categorical cross-entropy, reduced (see :func:`categorical_crossentropy`).
@@ -717,6 +771,15 @@ class CategoricalCrossentropy(_BuiltinLoss):
         self.from_logits = from_logits
         self.label_smoothing = label_smoothing
         self.axis = axis
+
+    def _fused_mean(self, y_true, y_pred):
+        fusable = _fusable_logits(self, categorical_crossentropy, y_true, y_pred)
+        if fusable is None or y_pred.shape[-1] == 1:  # one class: the general path warns
+            return None
+        labels, logits = fusable
+        op = y_pred._op  # the softmax of these logits already computed part of the loss: reuse it
+        same = type(op) is ops.Softmax and op.inputs[0] is logits and op.axis in (-1, 1)
+        return ops.SoftmaxCrossEntropyMean.apply(logits, labels=labels, axis=-1, softmax_op=op if same else None)
 
 
 class SparseCategoricalCrossentropy(_BuiltinLoss):

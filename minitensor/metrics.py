@@ -334,6 +334,30 @@ class Mean(Metric):
         self.count = dtype.type(self.count + num_samples)
         self.total = total
 
+    def _add_weighted(self, value: np.ndarray, weight: int) -> None:
+        """``update_state(value, sample_weight=weight)`` for a 0-d array and an integer, unchecked.
+
+        The trainer's loss tracker calls it every step (a batch's mean loss, weighted by
+        the batch size); it adds exactly what :meth:`update_state` would.
+        """
+        cast = self._dtype.type
+        # a state-dtype scalar times or plus a Python number is computed in the state dtype
+        value = value[()] if value.dtype == self._dtype else cast(value)
+        weight = int(weight)  # a Python number: a NumPy integer would promote float32 to float64
+        self.total = self.total + value * weight
+        self.count = self.count + weight
+
+    def _add_hits(self, hits: int, samples: int) -> None:
+        """Add ``hits`` ones among ``samples`` per-sample 0/1 values (an accuracy's batch), unweighted.
+
+        The same state as :meth:`update_state` on those values: their float sum is the
+        exact count (below 2**24 per batch).
+        """
+        # state-dtype scalars plus Python integers (exact in the state dtype): computed in that dtype
+        # (a NumPy integer would promote float32 to float64)
+        self.total = self.total + int(hits)
+        self.count = self.count + int(samples)
+
     def result(self) -> float:
         """``total / count`` in the state dtype (0.0 when ``count`` is 0), as a Python float."""
         if self.count == 0:
@@ -443,6 +467,29 @@ class BinaryAccuracy(_BuiltinMetric):
         super().__init__(binary_accuracy, name=name, dtype=dtype, direction="up", threshold=threshold)
         self.threshold = threshold
 
+    def update_state(self, y_true, y_pred, sample_weight=None) -> None:
+        """Count the batch's correct predictions (see :meth:`MeanMetricWrapper.update_state`)."""
+        if (
+            sample_weight is None and self._fn is binary_accuracy
+            and type(y_true) is np.ndarray and type(y_pred) is np.ndarray
+        ):
+            # one prediction per sample, (n,) or (n, 1), labels (n,) or alike: count the hits
+            if y_true.shape != y_pred.shape and y_true.ndim == 1 and y_pred.shape == (*y_true.shape, 1):
+                y_true = y_true.reshape(y_pred.shape)
+            if y_true.shape == y_pred.shape and (y_pred.ndim == 1 or (y_pred.ndim == 2 and y_pred.shape[1] == 1)):
+                hits = np.count_nonzero(y_true == (y_pred > self._threshold32()))
+                self._add_hits(hits, len(y_pred))
+                return
+        super().update_state(y_true, y_pred, sample_weight=sample_weight)
+
+    def _threshold32(self):
+        """``np.float32(threshold)`` as a 0-d array (cheaper in a comparison), remade when the threshold changes."""
+        threshold = self._fn_kwargs["threshold"]
+        cached = self.__dict__.get("_threshold_cache")
+        if cached is None or cached[0] != threshold:
+            cached = self._threshold_cache = (threshold, np.asarray(np.float32(threshold)))
+        return cached[1]
+
 
 class CategoricalAccuracy(_BuiltinMetric):
     """How often ``argmax(y_pred)`` equals ``argmax(y_true)`` (see :func:`categorical_accuracy`).
@@ -461,6 +508,17 @@ class CategoricalAccuracy(_BuiltinMetric):
 
     def __init__(self, name="categorical_accuracy", dtype=None):
         super().__init__(categorical_accuracy, name=name, dtype=dtype, direction="up")
+
+    def update_state(self, y_true, y_pred, sample_weight=None) -> None:
+        """Count the batch's correct predictions (see :meth:`MeanMetricWrapper.update_state`)."""
+        if (
+            sample_weight is None and self._fn is categorical_accuracy and type(y_true) is np.ndarray
+            and type(y_pred) is np.ndarray and y_pred.ndim == 2 and y_true.shape == y_pred.shape
+        ):
+            hits = np.count_nonzero(np.argmax(y_true, axis=-1) == np.argmax(y_pred, axis=-1))
+            self._add_hits(hits, len(y_pred))
+            return
+        super().update_state(y_true, y_pred, sample_weight=sample_weight)
 
 
 class SparseCategoricalAccuracy(_BuiltinMetric):

@@ -438,17 +438,11 @@ class Sequential:
 
     def _train_epoch(self, x, y, weights, order, batch_size, cbs) -> bool:
         """One pass over the data. Returns False when a non-finite loss stopped training."""
-        n = len(x)
         tracker = self._loss_tracker
         compiled = self._compiled_metrics
         grads = self._flat_grads
-        for step, start in enumerate(range(0, n, batch_size)):
-            if order is None:
-                index = slice(start, start + batch_size)
-            else:
-                index = order[start : start + batch_size]
-            xb, yb = x[index], y[index]
-            wb = None if weights is None else weights[index]
+        checked = None  # the optimizer whose checked step lets the next ones skip the checks
+        for step, (xb, yb, wb) in enumerate(_batches(x, y, weights, order, batch_size)):
             if cbs is not None:
                 cbs.on_train_batch_begin(step)
             grads.fill(0)
@@ -459,8 +453,8 @@ class Sequential:
                 self._stop_on_non_finite_loss(value, step)
                 return False
             loss.backward()
-            tracker.update_state(loss.data, sample_weight=len(xb))
-            self.optimizer.apply_gradients(self._grads_and_vars())
+            tracker._add_weighted(loss.data, len(xb))
+            checked = self._apply_gradients(checked)
             for m in compiled:
                 m.update_state(yb, y_pred.data, sample_weight=wb)
             if cbs is not None:
@@ -468,6 +462,21 @@ class Sequential:
                 if self.stop_training:  # as Keras: a callback may stop training mid-epoch
                     break
         return True
+
+    def _apply_gradients(self, checked):
+        """One optimizer step; returns the optimizer when the next step may skip its checks.
+
+        On the flat buffer, once ``apply_gradients`` has accepted it, nothing that the
+        checks look at can change; a callback may still swap ``model.optimizer``, which
+        then gets a checked step of its own.
+        """
+        optimizer = self.optimizer
+        if optimizer is checked:
+            optimizer._step([self._flat_grads], [self._flat_params])
+            return optimizer
+        optimizer.apply_gradients(self._grads_and_vars())
+        flat = self._optimizer_variables[0] is self._flat_variable
+        return optimizer if flat and _steps_as_optimizer_does(optimizer) else None
 
     def _stop_on_non_finite_loss(self, value, step) -> None:
         """Warn and stop: called before the update of the batch whose loss is not finite."""
@@ -612,6 +621,38 @@ class Sequential:
 
     def __repr__(self) -> str:
         return f"<Sequential name={self.name}, layers={len(self._layers)}, built={self.built}>"
+
+
+def _steps_as_optimizer_does(optimizer) -> bool:
+    """Whether ``optimizer`` applies gradients with ``Optimizer``'s own methods (so ``_step`` is its step)."""
+    cls, base = type(optimizer), optimizers.Optimizer
+    return isinstance(optimizer, base) and cls.apply_gradients is base.apply_gradients and cls.apply is base.apply
+
+
+def _batches(x, y, weights, order, batch_size):
+    """Yield ``(x, y, sample_weight)`` batches in ``order`` (row order when ``None``).
+
+    Shuffled rows are gathered a chunk of batches at a time, not batch by batch: one
+    fancy index per array per chunk, and each batch a slice of it (the same values).
+    """
+    n = len(x)
+    if order is None:
+        for start in range(0, n, batch_size):
+            index = slice(start, start + batch_size)
+            yield x[index], y[index], None if weights is None else weights[index]
+        return
+    row_bytes = max(1, x[:1].nbytes)
+    chunk = max(1, _CHUNK_BYTES // (row_bytes * batch_size)) * batch_size
+    for first in range(0, n, chunk):
+        rows = order[first : first + chunk]
+        xc, yc = x[rows], y[rows]
+        wc = None if weights is None else weights[rows]
+        for start in range(0, len(rows), batch_size):
+            index = slice(start, start + batch_size)
+            yield xc[index], yc[index], None if wc is None else wc[index]
+
+
+_CHUNK_BYTES = 1 << 20  # rows of x gathered at once when shuffling
 
 
 def load_model(filepath) -> Sequential:

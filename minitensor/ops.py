@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import builtins
+from operator import attrgetter
 
 import numpy as np
 
@@ -29,6 +30,26 @@ from . import tensor as _tensor_module
 from .tensor import Tensor
 
 OPS: dict[str, type["Op"]] = {}
+_data = attrgetter("data")
+
+
+class _Constants(dict):
+    """dtype -> a 0-d array of one value in that dtype, made on first use.
+
+    NumPy mixes a 0-d array of the operand's dtype into a ufunc faster than a Python
+    number, and the values are the same (0 and 1 are exact in every float dtype).
+    """
+
+    def __init__(self, value):
+        super().__init__()
+        self.value = value
+
+    def __missing__(self, dtype):
+        constant = self[dtype] = np.full((), self.value, dtype=dtype)
+        return constant
+
+
+_ZERO, _ONE = _Constants(0), _Constants(1)
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
@@ -81,7 +102,7 @@ class Op:
             if not isinstance(value, Tensor):
                 inputs = _as_tensors(inputs)
                 break
-        out = op.forward(*[t.data for t in inputs])
+        out = op.forward(*map(_data, inputs))
         if _tensor_module._grad_enabled:
             for t in inputs:
                 if t.requires_grad:
@@ -216,11 +237,37 @@ class Linear(Op):
         return out
 
     def backward(self, g):
-        x2 = self.x if self.x.ndim == 2 else self.x.reshape(-1, self.x.shape[-1])
+        x = self.x
+        x2 = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
         g2 = g if g.ndim == 2 else g.reshape(-1, g.shape[-1])
         # a model's input needs no gradient: skip the largest product of the first layer
         dx = g @ self.kernel.T if self.inputs[0].requires_grad else None
-        return dx, x2.T @ g2, g2.sum(axis=0)
+        return dx, x2.T @ g2, np.add.reduce(g2, axis=0)  # g2.sum(axis=0), without its Python wrapper
+
+
+class Dense(Linear):
+    """Fused dense layer with its activation: ``activation(x @ kernel + bias)``.
+
+    ``activation`` is ``"relu"`` or ``"tanh"``: functions whose derivative is a function
+    of their output, so the gradient needs only the saved output (relu' = ``out > 0``,
+    tanh' = ``1 - out²``), then the rule of :class:`Linear`. It computes the same
+    numbers as ``linear`` followed by ``relu``/``tanh``, with one graph node instead of two.
+    """
+
+    name = "dense"
+    activation = "relu"
+
+    def forward(self, x, kernel, bias):
+        z = Linear.forward(self, x, kernel, bias)
+        # the pre-activation is not needed again: overwrite it
+        self.out = np.maximum(z, _ZERO[z.dtype], out=z) if self.activation == "relu" else np.tanh(z, out=z)
+        return self.out
+
+    def backward(self, g):
+        out = self.out
+        if self.activation == "relu":
+            return Linear.backward(self, g * (out > _ZERO[out.dtype]))
+        return Linear.backward(self, g * (1 - out * out))
 
 
 # ------------------------------------------------------------------ reductions
@@ -256,7 +303,10 @@ class Mean(Op):
 
     def forward(self, a):
         self.shape = a.shape
-        out = np.asarray(a.mean(axis=self.axis, keepdims=self.keepdims))
+        if self.axis is None and not self.keepdims:
+            out = _mean_all(a)
+        else:
+            out = np.asarray(a.mean(axis=self.axis, keepdims=self.keepdims))
         self.count = a.size // out.size if out.size else 1
         return out
 
@@ -461,15 +511,36 @@ class Relu(Op):
         return (g * (self.out > 0),)
 
 
+def _sigmoid_from(a, e):
+    """``sigmoid(a)`` given ``e = exp(-|a|)``.
+
+    For ``a < 0`` the textbook form overflows ``exp(-a)``; ``e / (1 + e)`` is the same value, safely.
+    """
+    one = _ONE[e.dtype]
+    # (a >= 0 ? 1 : e) / (1 + e): one division, the same quotients as 1/(1 + e) and e/(1 + e)
+    out = np.where(a >= _ZERO[a.dtype], one, e) / (e + one)
+    return out if out.ndim else np.asarray(out)  # 0-d operands give a NumPy scalar: keep an array
+
+
+def _softmax_parts(a, axis):
+    """``(a - max(a), Σ exp(a - max(a)), softmax(a))`` over ``axis`` (kept dims), stably.
+
+    Shared by the softmax and softmax cross-entropy ops, so both compute the same numbers.
+    """
+    shifted = a - np.maximum.reduce(a, axis=axis, keepdims=True)  # a.max(...) without its Python wrapper
+    exp = np.exp(shifted)
+    total = np.add.reduce(exp, axis=axis, keepdims=True)
+    return shifted, total, exp / total
+
+
 class Sigmoid(Op):
     """``1 / (1 + exp(-a))``, evaluated with ``exp(-|a|)`` so it never overflows."""
 
     name = "sigmoid"
 
     def forward(self, a):
-        e = np.exp(-np.abs(a))
-        # for a < 0 the textbook form overflows exp(-a); e/(1+e) is the same value, safely
-        self.out = np.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
+        self.e = np.exp(-np.abs(a))  # kept: a cross-entropy on the same logits reuses it
+        self.out = _sigmoid_from(a, self.e).astype(a.dtype, copy=False)
         return self.out
 
     def backward(self, g):
@@ -494,9 +565,8 @@ class Softmax(Op):
     axis = -1
 
     def forward(self, a):
-        shift = a.max(axis=self.axis, keepdims=True)
-        exp = np.exp(a - shift)
-        self.out = exp / exp.sum(axis=self.axis, keepdims=True)
+        # the shifted logits and the sum are kept: a cross-entropy on the same logits reuses them
+        self.shifted, self.total, self.out = _softmax_parts(a, self.axis)
         return self.out
 
     def backward(self, g):
@@ -564,12 +634,70 @@ class SigmoidCrossEntropyWithLogits(Op):
         y = np.asarray(self.labels, dtype=z.dtype)
         self.y = y
         self.z = z
-        return np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+        self.e = self._exp_neg_abs(z)  # the gradient's sigmoid needs it again
+        return np.maximum(z, _ZERO[z.dtype]) - z * y + np.log1p(self.e)
 
     def backward(self, g):
-        e = np.exp(-np.abs(self.z))
-        sig = np.where(self.z >= 0, 1 / (1 + e), e / (1 + e))
-        return (unbroadcast(g * (sig - self.y), self.z.shape),)
+        return (unbroadcast(g * (self._sigmoid() - self.y), self.z.shape),)
+
+    def _exp_neg_abs(self, z):
+        return np.exp(-np.abs(z))
+
+    def _sigmoid(self):
+        return _sigmoid_from(self.z, self.e)
+
+
+def _mean_all(a: np.ndarray) -> np.ndarray:
+    """``np.asarray(a.mean())``, without ``np.mean``'s Python wrapper for float32/float64 arrays.
+
+    The same sum; ``mean`` divides it by the count in float64 and rounds to ``a``'s dtype,
+    which for float32 operands is the correctly rounded float32 quotient computed here.
+    """
+    if a.size == 0 or a.dtype not in _FAST_MEAN_DTYPES:
+        return np.asarray(a.mean())
+    cast = a.dtype.type
+    return np.asarray(np.add.reduce(a, axis=None) / cast(a.size))
+
+
+_FAST_MEAN_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class SigmoidCrossEntropyMean(SigmoidCrossEntropyWithLogits):
+    """Binary cross-entropy from logits, reduced to a scalar as Keras's loss does by default.
+
+    The mean over the last axis (one value per sample), then the mean over the samples:
+    the same numbers as ``sigmoid_cross_entropy_with_logits`` followed by those two means,
+    as one graph node. ``labels`` must have the shape of ``z``.
+
+    ``sigmoid_op``, when given, is the :class:`Sigmoid` op applied to these same logits
+    (a model's output, whose loss Keras computes from its logits): its ``exp(-|z|)``
+    and its output are the values this op would compute, so they are reused.
+    """
+
+    name = "sigmoid_cross_entropy_mean"
+    sigmoid_op = None  # optional: the Sigmoid op of these same logits, whose exp(-|z|) and output are reused
+
+    def _exp_neg_abs(self, z):
+        return SigmoidCrossEntropyWithLogits._exp_neg_abs(self, z) if self.sigmoid_op is None else self.sigmoid_op.e
+
+    def _sigmoid(self):
+        return SigmoidCrossEntropyWithLogits._sigmoid(self) if self.sigmoid_op is None else self.sigmoid_op.out
+
+    def forward(self, z):
+        per_element = SigmoidCrossEntropyWithLogits.forward(self, z)
+        classes = z.shape[-1]
+        # over an axis of length 1 the mean is a reshape (the same numbers)
+        per_sample = per_element.reshape(z.shape[:-1]) if classes == 1 else per_element.mean(axis=-1)
+        self.counts = per_sample.size, classes
+        return _mean_all(per_sample)
+
+    def backward(self, g):
+        samples, classes = self.counts
+        g = g[()]  # a NumPy scalar: the same arithmetic, cheaper on one number
+        scale = g / g.dtype.type(samples)
+        if classes != 1:
+            scale = scale / g.dtype.type(classes)
+        return SigmoidCrossEntropyWithLogits.backward(self, scale)
 
 
 class SoftmaxCrossEntropyWithLogits(Op):
@@ -584,19 +712,46 @@ class SoftmaxCrossEntropyWithLogits(Op):
 
     def forward(self, z):
         y = np.asarray(self.labels, dtype=z.dtype)
-        shift = z.max(axis=self.axis, keepdims=True)
-        shifted = z - shift
-        exp = np.exp(shifted)
-        total = exp.sum(axis=self.axis, keepdims=True)
-        self.softmax = exp / total
+        shifted, total, self.softmax = self._softmax_parts(z)
         self.y = y
-        return (y * (np.log(total) - shifted)).sum(axis=self.axis)
+        return np.add.reduce(y * (np.log(total) - shifted), axis=self.axis)
+
+    def _softmax_parts(self, z):
+        return _softmax_parts(z, self.axis)
 
     def backward(self, g):
-        g = np.expand_dims(g, self.axis)
+        return (np.expand_dims(g, self.axis) * self._unit_gradient(),)
+
+    def _unit_gradient(self):
+        """d(loss)/dz for an upstream gradient of 1 per sample: ``softmax·Σy - y``."""
         y = np.broadcast_to(self.y, self.softmax.shape)  # labels may broadcast, as in forward
         total_y = y.sum(axis=self.axis, keepdims=True)
-        return (g * (self.softmax * total_y - y),)
+        return self.softmax * total_y - y
+
+
+class SoftmaxCrossEntropyMean(SoftmaxCrossEntropyWithLogits):
+    """Categorical cross-entropy from logits, averaged over the samples (Keras's default reduction).
+
+    The same numbers as ``softmax_cross_entropy_with_logits`` followed by a mean, as one
+    graph node. ``softmax_op``, when given, is the :class:`Softmax` op applied to these same
+    logits over the same axis: its shifted logits, sum and output are reused.
+    """
+
+    name = "softmax_cross_entropy_mean"
+    softmax_op = None  # optional: the Softmax op of these same logits and axis, whose pieces are reused
+
+    def _softmax_parts(self, z):
+        op = self.softmax_op
+        return SoftmaxCrossEntropyWithLogits._softmax_parts(self, z) if op is None else (op.shifted, op.total, op.out)
+
+    def forward(self, z):
+        per_sample = SoftmaxCrossEntropyWithLogits.forward(self, z)
+        self.samples = per_sample.size
+        return _mean_all(per_sample)
+
+    def backward(self, g):
+        g = g[()]  # a NumPy scalar: the same arithmetic, cheaper on one number
+        return ((g / g.dtype.type(self.samples)) * self._unit_gradient(),)
 
 
 class SparseSoftmaxCrossEntropyWithLogits(Op):
@@ -717,6 +872,34 @@ def linear(x, kernel, bias) -> Tensor:
     return Linear.apply(x, kernel, bias)
 
 
+_DENSE_ACTIVATIONS = ("relu", "tanh")
+
+
+def dense(x, kernel, bias, activation="relu") -> Tensor:
+    """Fused ``activation(x @ kernel + bias)`` for ``activation`` ``"relu"`` or ``"tanh"``.
+
+    The same numbers as ``relu(linear(x, kernel, bias))`` (or ``tanh``), as one graph node.
+
+    Args:
+        x: (..., in). kernel: (in, out). bias: (out,).
+        activation: ``"relu"`` (default) or ``"tanh"``.
+
+    Example:
+        >>> dense(Tensor([[1.0, -2.0]]), Tensor([[1.0, 0.0], [0.0, 1.0]]), Tensor([0.0, 0.0])).data
+        array([[1., 0.]], dtype=float32)
+    """
+    if activation not in _DENSE_ACTIVATIONS:
+        raise ValueError(
+            f"Expected `activation` to be one of {_DENSE_ACTIVATIONS}. Received: activation={activation!r}"
+        )
+    if x.shape[-1] != kernel.shape[0]:
+        raise ValueError(
+            f"Expected inputs with last dimension {kernel.shape[0]} (the kernel's input size). "
+            f"Received: inputs.shape={x.shape}"
+        )
+    return Dense.apply(x, kernel, bias, activation=activation)
+
+
 def sum(a, axis=None, keepdims=False) -> Tensor:  # noqa: A001
     """Sum over ``axis`` (all axes when ``None``)."""
     a = _as_tensors((a,))[0]
@@ -815,7 +998,8 @@ def sigmoid(a) -> Tensor:
     Like Keras, the output carries ``_keras_logits`` (its input), so a
     cross-entropy loss can use the exact logits formula instead of clipping.
     """
-    a = _as_tensors((a,))[0]
+    if not isinstance(a, Tensor):
+        a = _as_tensors((a,))[0]
     out = Sigmoid.apply(a)
     out._keras_logits = a
     return out
@@ -828,7 +1012,8 @@ def tanh(a) -> Tensor:
 
 def softmax(a, axis=-1) -> Tensor:
     """Stable softmax over ``axis``. The result remembers its logits (see :func:`sigmoid`)."""
-    a = _as_tensors((a,))[0]
+    if not isinstance(a, Tensor):
+        a = _as_tensors((a,))[0]
     out = Softmax.apply(a, axis=_check_axis(a, axis))
     out._keras_logits = a
     return out
@@ -870,6 +1055,49 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1) -> Tensor:
     """Per-sample categorical cross-entropy of (one-hot or soft) ``labels`` and ``logits``."""
     labels = labels.data if isinstance(labels, Tensor) else labels
     return SoftmaxCrossEntropyWithLogits.apply(logits, labels=labels, axis=axis)
+
+
+def _check_same_shape(labels, logits, fn_name):
+    labels_shape = labels.shape if isinstance(labels, np.ndarray) else np.shape(labels)
+    if labels_shape != logits.shape or len(labels_shape) == 0:
+        raise ValueError(
+            f"Expected `labels` and `logits` of the same shape, of rank >= 1, in {fn_name}. "
+            f"Received: labels.shape={labels_shape}, logits.shape={logits.shape}"
+        )
+
+
+def sigmoid_cross_entropy_mean(labels, logits) -> Tensor:
+    """Binary cross-entropy from ``logits``: mean over the last axis, then over the rest (a scalar).
+
+    Args:
+        labels: targets in [0, 1], the shape of ``logits`` (rank >= 1).
+        logits: Tensor.
+
+    Example:
+        >>> round(sigmoid_cross_entropy_mean(np.array([[1.0], [0.0]]), Tensor([[0.0], [0.0]])).item(), 4)
+        0.6931
+    """
+    labels = labels.data if isinstance(labels, Tensor) else labels
+    logits = _as_tensors((logits,))[0]
+    _check_same_shape(labels, logits, "sigmoid_cross_entropy_mean")
+    return SigmoidCrossEntropyMean.apply(logits, labels=labels)
+
+
+def softmax_cross_entropy_mean(labels, logits, axis=-1) -> Tensor:
+    """Categorical cross-entropy from ``logits`` over ``axis``, averaged over the samples (a scalar).
+
+    Args:
+        labels: one-hot or soft targets, the shape of ``logits`` (rank >= 1).
+        logits: Tensor. axis: the class axis.
+
+    Example:
+        >>> round(softmax_cross_entropy_mean(np.array([[1.0, 0.0]]), Tensor([[0.0, 0.0]])).item(), 4)
+        0.6931
+    """
+    labels = labels.data if isinstance(labels, Tensor) else labels
+    logits = _as_tensors((logits,))[0]
+    _check_same_shape(labels, logits, "softmax_cross_entropy_mean")
+    return SoftmaxCrossEntropyMean.apply(logits, labels=labels, axis=_check_axis(logits, axis))
 
 
 def sparse_softmax_cross_entropy_with_logits(labels, logits) -> Tensor:

@@ -473,8 +473,16 @@ class Optimizer:
             _warn(f"Gradients do not exist for variables at positions {missing}; they are not updated.", UserWarning)
         if not self.built:
             self._build(variables, arrays)
+        return self._step(grads, arrays)
 
-        # ---- the step
+    def _step(self, grads, arrays) -> int:
+        """The step of :meth:`apply`, on gradient and variable arrays it has already checked.
+
+        ``grads`` (ndarrays or ``None``) and ``arrays`` (the variables' ``.data``) must match
+        the shapes and dtypes the optimizer was built for. ``Sequential.fit`` calls it
+        directly after its first, checked, step, as nothing it passes can change in between.
+        """
+        n = len(grads)
         if self.clipnorm is not None or self.clipvalue is not None or self.global_clipnorm is not None:
             grads = self._clip_gradients(grads)
         lr32 = self._learning_rate

@@ -225,7 +225,9 @@ class Tensor:
                     "backward() without an upstream gradient needs a scalar (one-element) tensor. "
                     f"Pass grad= with the output's shape. Received: shape={self.shape}"
                 )
-            grad = np.ones_like(self.data)
+            grad = np.array(1, dtype=self.data.dtype)  # np.ones_like, for one element, without its Python wrapper
+            if self.data.ndim:
+                grad = grad.reshape(self.data.shape)
         else:
             grad = _to_array(grad, self.dtype)
             if grad.shape != self.shape:
@@ -233,23 +235,10 @@ class Tensor:
                     f"Expected `grad` with the shape of the tensor, {self.shape}. Received: grad.shape={grad.shape}"
                 )
 
-        order = _topological_order(self)
-        grads = {id(self): grad}
-        for node in order:
-            g = grads.pop(id(node), None)
-            if g is None:
-                continue
-            op = node._op
-            if op is None:
-                _accumulate_leaf(node, g)
-                continue
-            for parent, parent_grad in zip(op.inputs, op.backward(g)):
-                if parent_grad is None or not parent.requires_grad:
-                    continue
-                key = id(parent)
-                previous = grads.get(key)
-                # never add in place: an op may hand the same array to several inputs
-                grads[key] = parent_grad if previous is None else previous + parent_grad
+        if self._op is None:  # a leaf: its gradient is the upstream one
+            _accumulate_leaf(self, grad)
+            return
+        _backpropagate(self, grad)
 
     # -------------------------------------------------------------- operators
     def __add__(self, other):
@@ -365,29 +354,86 @@ def as_tensor(value, dtype=None) -> Tensor:
 
 
 def _topological_order(root: Tensor) -> list:
-    """Tensors reachable from ``root`` through ops that need grad, outputs before inputs.
+    """Op outputs reachable from ``root`` through tensors that need grad, outputs before inputs.
 
-    Iterative depth-first search, so a 10,000-op chain does not hit the recursion limit.
+    Leaves are left out: they have no inputs, so dropping them does not change the
+    relative order of the op outputs (and so neither the order in which gradients are
+    summed). A chain (each op with at most one such input, as a model's layers) is
+    walked directly; other graphs get the depth-first order of :func:`_depth_first_order`.
+    """
+    order = [root]
+    node = root
+    while True:
+        below = None
+        for parent in node._op.inputs:
+            if parent._op is not None and parent.requires_grad:
+                if below is not None:  # two op inputs: not a chain
+                    return _depth_first_order(root)
+                below = parent
+        if below is None:
+            return order
+        order.append(below)
+        node = below
+
+
+def _depth_first_order(root: Tensor) -> list:
+    """:func:`_topological_order` for any graph: reverse post-order of a depth-first search.
+
+    Iterative, so a 10,000-op chain does not hit the recursion limit.
     """
     order = []
     expanded = set()
-    stack = [(root, False)]
+    stack = [root]
+    append, pop = stack.append, stack.pop
     while stack:
-        node, inputs_done = stack.pop()
-        if inputs_done:
-            order.append(node)
+        node = pop()
+        if node is None:  # the marker pushed below: the node under it has all its inputs done
+            order.append(pop())
             continue
-        if id(node) in expanded:
+        key = id(node)
+        if key in expanded:
             continue
-        expanded.add(id(node))
-        stack.append((node, True))
-        op = node._op
-        if op is not None:
-            for parent in op.inputs:
-                if parent.requires_grad and id(parent) not in expanded:
-                    stack.append((parent, False))
+        expanded.add(key)
+        append(node)
+        append(None)
+        for parent in node._op.inputs:
+            if parent._op is not None and parent.requires_grad and id(parent) not in expanded:
+                append(parent)
     order.reverse()
     return order
+
+
+def _backpropagate(root: Tensor, grad: np.ndarray) -> None:
+    """Run every op's gradient rule from ``root`` (an op output) back to the leaves.
+
+    Each tensor's gradient is the sum of its consumers' contributions, added in the
+    order the consumers are visited; a leaf's sum is added to its ``.grad`` at the end.
+    """
+    grads = {id(root): grad}
+    leaves = []
+    for node in _topological_order(root):
+        g = grads.pop(id(node), None)
+        if g is None:
+            continue
+        op = node._op
+        for parent, parent_grad in zip(op.inputs, op.backward(g)):
+            if parent_grad is None or not parent.requires_grad:
+                continue
+            key = id(parent)
+            previous = grads.get(key)
+            if previous is None:
+                grads[key] = parent_grad
+                if parent._op is None:
+                    leaves.append(parent)
+            else:
+                # never add in place: an op may hand the same array to several inputs
+                grads[key] = previous + parent_grad
+    for leaf in leaves:
+        g, current = grads[id(leaf)], leaf.grad
+        if current is not None and g.shape == leaf.data.shape:
+            current += g  # in place, so a .grad that is a view into a flat buffer stays one
+        else:
+            _accumulate_leaf(leaf, g)
 
 
 def _accumulate_leaf(leaf: Tensor, grad: np.ndarray) -> None:

@@ -123,3 +123,26 @@ def test_dense_gradients(n, d_in, units, activation, use_bias, seed):
         pre = x.data @ layer.kernel.data + (layer.bias.data if use_bias else 0)
         assume(not (np.abs(pre) < 1e-3).any())
     gradcheck(lambda x, *w: layer(x), [x, *layer.weights])
+
+
+@pytest.mark.parametrize(
+    "activation, op", [("relu", "Dense"), ("tanh", "Dense"), ("sigmoid", "Sigmoid"), (None, "Linear")]
+)
+def test_dense_is_one_fused_graph_node_where_its_activation_allows(activation, op):
+    layer = Dense(3, activation=activation)
+    x = np.arange(8, dtype=np.float32).reshape(2, 4) / 10
+    out = layer(x)
+    assert type(out._op).__name__ == op
+    kernel, bias = layer.get_weights()
+    z = x @ kernel + bias
+    expected = {"relu": np.maximum(z, 0), "tanh": np.tanh(z), "sigmoid": 1 / (1 + np.exp(-z)), None: z}[activation]
+    np.testing.assert_allclose(out.data, expected, rtol=1e-6)
+    np.testing.assert_array_equal(layer.call(x).data, out.data)  # call() itself takes arrays too
+
+
+def test_dense_names_both_shapes_for_inputs_of_the_wrong_width():
+    layer = Dense(3, activation="relu")
+    layer.build((None, 4))
+    for inputs in (Tensor(np.ones((2, 5))), np.ones((2, 5))):
+        with pytest.raises(ValueError, match=r"last dimension 4 .*inputs.shape=\(2, 5\)"):
+            layer.call(inputs)

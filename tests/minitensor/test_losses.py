@@ -285,6 +285,78 @@ def test_empty_batch_is_returned_unreduced():
     assert loss.shape == (0,)
 
 
+# ------------------------------------------------------- the fused mean: the general path's numbers
+FUSED_CASES = {
+    # name: (loss, activation of the logits, label shape, logits shape, label kind)
+    "sigmoid, y (n,)": (losses.BinaryCrossentropy(), ops.sigmoid, (8,), (8, 1), "binary"),
+    "sigmoid, y (n, 1)": (losses.BinaryCrossentropy(), ops.sigmoid, (8, 1), (8, 1), "binary"),
+    "sigmoid, multi-label": (losses.BinaryCrossentropy(), ops.sigmoid, (8, 3), (8, 3), "binary"),
+    "from_logits": (losses.BinaryCrossentropy(from_logits=True), None, (8,), (8, 1), "binary"),
+    "softmax": (losses.CategoricalCrossentropy(), ops.softmax, (8, 4), (8, 4), "one-hot"),
+    "softmax from_logits": (losses.CategoricalCrossentropy(from_logits=True), None, (8, 4), (8, 4), "one-hot"),
+}
+
+
+def _labels(rng, shape, kind, dtype):
+    if kind == "binary":
+        return (rng.random(shape) > 0.5).astype(dtype)
+    return np.eye(shape[-1], dtype=dtype)[rng.integers(0, shape[-1], shape[0])]
+
+
+def _loss_and_logit_grad(build, z):
+    logits = Tensor(z, requires_grad=True)
+    loss = build(logits)
+    loss.backward()
+    return loss, logits.grad
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", sorted(FUSED_CASES))
+def test_fused_mean_gives_the_general_path_numbers(case, dtype, rng):
+    """An unweighted mean cross-entropy is one fused op: the same value and gradient, bit for bit."""
+    loss_object, activation, y_shape, z_shape, kind = FUSED_CASES[case]
+    y = _labels(rng, y_shape, kind, dtype)
+    z = rng.normal(0, 4, z_shape).astype(dtype)
+    output = activation or (lambda t: t)
+
+    def general(logits):  # the per-sample function and the mean, as the general path composes them
+        y_true, y_pred = losses.squeeze_or_expand_to_same_rank(y, output(logits))
+        return ops.mean(loss_object.fn(y_true, y_pred, **loss_object._fn_kwargs))
+
+    fused, fused_grad = _loss_and_logit_grad(lambda t: loss_object(y, output(t)), z)
+    expected, expected_grad = _loss_and_logit_grad(general, z)
+    assert type(fused._op) in (ops.SigmoidCrossEntropyMean, ops.SoftmaxCrossEntropyMean)
+    assert fused.data.tobytes() == expected.data.tobytes() and fused.dtype == expected.dtype
+    assert fused_grad.tobytes() == expected_grad.tobytes()
+
+
+def test_fused_mean_is_left_to_the_general_path_where_it_would_differ(rng):
+    """Weights, smoothing, other reductions, warnings and unusual inputs keep the general path."""
+    z = Tensor(rng.normal(0, 2, (6, 1)).astype(np.float32), requires_grad=True)
+    y = (rng.random(6) > 0.5).astype(np.float32)
+    p = ops.sigmoid(z)
+    general = [
+        losses.BinaryCrossentropy()(y, p, sample_weight=np.ones(6)),
+        losses.BinaryCrossentropy(label_smoothing=0.1)(y, p),
+        losses.BinaryCrossentropy(reduction="sum")(y, p),
+        losses.BinaryCrossentropy()(y.astype(np.float64), p),  # labels of another dtype
+        losses.BinaryCrossentropy()(list(y), p),
+        losses.BinaryCrossentropy()(y, z * 1.0),  # probabilities: clipped, not logits
+    ]
+    with pytest.warns(SyntaxWarning, match="num_classes > 1"):
+        general.append(losses.CategoricalCrossentropy()(y[:, None], ops.softmax(z)))  # one class
+    with pytest.warns(UserWarning, match="from_logits=True"):
+        general.append(losses.BinaryCrossentropy(from_logits=True)(y, p))
+    class Doubled(losses.BinaryCrossentropy):  # a subclass computing its own values
+        def call(self, y_true, y_pred):
+            return super().call(y_true, y_pred) * 2.0
+
+    general.append(Doubled()(y, p))
+    np.testing.assert_allclose(general[-1].item(), 2 * losses.BinaryCrossentropy()(y, p).item(), rtol=1e-6)
+    for loss in general:
+        assert type(loss._op) not in (ops.SigmoidCrossEntropyMean, ops.SoftmaxCrossEntropyMean)
+
+
 # ----------------------------------------------------------------- gradients
 def test_bce_gradient_wrt_logits_is_exactly_p_minus_y_over_nk(rng):
     n, k = 5, 3

@@ -253,3 +253,61 @@ def test_mean_accepts_tensors_for_values_and_weights():
     m.update_state(Tensor(2.5), sample_weight=Tensor(4.0))
     m.update_state(Tensor([1.0, 2.0]), sample_weight=Tensor([1.0, 3.0]))
     assert m.total == np.float32(17.0) and m.count == np.float32(8.0)
+
+
+# ------------------------------------------------------------- counting fast paths: the general path's state
+def _state(metric):
+    return (type(metric.total), metric.total.tobytes(), type(metric.count), metric.count.tobytes())
+
+
+@pytest.mark.parametrize(
+    "y_true, y_pred",
+    [
+        (
+            np.array([1, 0, 1, 1, 0, 0], dtype=np.float32),
+            np.array([[0.9], [0.5], [0.2], [0.51], [0.0], [0.7]], dtype=np.float32),
+        ),
+        (np.array([[1], [0], [1]], dtype=np.float32), np.array([[0.6], [0.4], [0.5]], np.float32)),
+        (np.array([1, 0, 1], dtype=np.float32), np.array([0.6, 0.4, np.nan], np.float32)),
+        (np.array([1, 0, 1]), np.array([[0.6], [0.4], [0.4]])),  # integer labels, float64 scores
+        (np.array([1.0, 0.7, 0.0], dtype=np.float32), np.array([[0.9], [0.9], [0.1]], np.float32)),  # soft label
+    ],
+)
+@pytest.mark.parametrize("threshold", [0.5, 0.3])
+def test_binary_accuracy_count_matches_the_general_path(y_true, y_pred, threshold):
+    fast, general = metrics.BinaryAccuracy(threshold=threshold), metrics.MeanMetricWrapper(
+        metrics.binary_accuracy, threshold=threshold
+    )
+    for _ in range(3):
+        fast.update_state(y_true, y_pred)
+        general.update_state(y_true, y_pred)
+        assert _state(fast) == _state(general)
+
+
+def test_binary_accuracy_follows_a_changed_threshold():
+    metric = metrics.BinaryAccuracy()
+    y_true, y_pred = np.array([1.0, 1.0]), np.array([[0.6], [0.8]])
+    metric.update_state(y_true, y_pred)
+    metric._fn_kwargs["threshold"] = 0.7
+    metric.update_state(y_true, y_pred)
+    assert metric.total == 3 and metric.count == 4
+
+
+def test_categorical_accuracy_count_matches_the_general_path():
+    rng = np.random.default_rng(0)
+    y_true = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 16)]
+    y_pred = rng.random((16, 4)).astype(np.float32)
+    y_pred[3] = y_pred[3, 0]  # a tie: the first maximum wins
+    fast, general = metrics.CategoricalAccuracy(), metrics.MeanMetricWrapper(metrics.categorical_accuracy)
+    for _ in range(3):
+        fast.update_state(y_true, y_pred)
+        general.update_state(y_true, y_pred)
+        assert _state(fast) == _state(general)
+
+
+def test_loss_tracker_shortcut_adds_what_update_state_adds():
+    fast, general = metrics.Mean(), metrics.Mean()
+    for value, size in [(np.float32(0.693), 32), (np.float32(1e-8), 7), (np.float64(0.1), 3)]:
+        fast._add_weighted(np.asarray(value), size)
+        general.update_state(np.asarray(value), sample_weight=size)
+        assert _state(fast) == _state(general)

@@ -176,6 +176,73 @@ def test_a_callback_can_stop_training_mid_epoch_as_keras():
     assert model.optimizer.iterations == 2
 
 
+def test_a_callback_may_swap_the_optimizer_mid_epoch():
+    """Steps after the first skip the optimizer's checks; a new optimizer still gets its checked first step."""
+    replacement = SGD(learning_rate=0.1)
+
+    class SwapAfterTwoBatches(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                self.model.optimizer = replacement
+
+    x, y = binary_data(n=64)
+    model = compiled(optimizer="adam")
+    first = model.optimizer
+    model.fit(x, y, epochs=2, batch_size=8, callbacks=[SwapAfterTwoBatches()], verbose=0)
+    assert first.iterations == 2 and replacement.iterations == 14
+    assert replacement._variables[0] is model._flat_variable
+
+
+def test_an_optimizer_overriding_apply_gradients_is_called_every_step():
+    class Counting(SGD):
+        calls = 0
+
+        def apply_gradients(self, grads_and_vars):
+            Counting.calls += 1
+            return super().apply_gradients(grads_and_vars)
+
+    x, y = binary_data(n=64)
+    model = compiled(optimizer=Counting())
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    assert Counting.calls == 16 and model.optimizer.iterations == 16
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 16])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_shuffled_batches_are_the_ordered_rows_gathered_a_chunk_at_a_time(monkeypatch, batch_size, weighted):
+    from minitensor import models
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(23, 3)).astype(np.float32), rng.normal(size=23).astype(np.float32)
+    weights = rng.random(23).astype(np.float32) if weighted else None
+    order = rng.permutation(23)
+    monkeypatch.setattr(models, "_CHUNK_BYTES", 40)  # a few rows per chunk: chunks end mid-data
+    batches = list(models._batches(x, y, weights, order, batch_size))
+    assert len(batches) == -(-23 // batch_size)
+    for i, (xb, yb, wb) in enumerate(batches):
+        rows = order[i * batch_size : (i + 1) * batch_size]
+        np.testing.assert_array_equal(xb, x[rows])
+        np.testing.assert_array_equal(yb, y[rows])
+        assert wb is None if weights is None else np.array_equal(wb, weights[rows])
+    for i, (xb, yb, wb) in enumerate(models._batches(x, y, weights, None, batch_size)):  # in row order: slices
+        assert np.shares_memory(xb, x) and np.array_equal(yb, y[i * batch_size : (i + 1) * batch_size])
+
+
+def test_gathering_chunk_size_does_not_change_training(monkeypatch):
+    from minitensor import models
+
+    def run():
+        np.random.seed(3)
+        model = compiled(optimizer="adam")
+        history = model.fit(*binary_data(n=50), epochs=3, batch_size=4, verbose=0)
+        return history.history, model.get_weights()
+
+    h1, w1 = run()
+    monkeypatch.setattr(models, "_CHUNK_BYTES", 1)  # one batch per chunk
+    h2, w2 = run()
+    assert h1 == h2 and all(np.array_equal(a, b) for a, b in zip(w1, w2))
+
+
 def test_verbose_2_prints_keras_epoch_lines(capsys):
     x, y = binary_data()
     compiled().fit(x, y, epochs=2, verbose=2)

@@ -11,13 +11,14 @@ from the poles of log/sqrt/pow; the extremes are tested separately (stability te
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import pytest
 import scipy.special as sps
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -124,6 +125,21 @@ def linear_case(draw):
     return Example(
         (draw(arrays(lead + (n_in,), elements)), draw(arrays((n_in, n_out), elements)), draw(arrays((n_out,), elements)))
     )
+
+
+@st.composite
+def dense_case(draw):
+    # relu's kink is at a pre-activation of 0: keep every one of them clear of it
+    x, kernel, bias = draw(linear_case()).arrays
+    activation = draw(st.sampled_from(["relu", "tanh"]))
+    if activation == "relu":
+        assume(np.all(np.abs(x @ kernel + bias) > 1e-2))
+    return Example((x, kernel, bias), {"activation": activation})
+
+
+def _dense_reference(x, kernel, bias, activation):
+    z = x @ kernel + bias
+    return np.maximum(z, 0.0) if activation == "relu" else np.tanh(z)
 
 
 @st.composite
@@ -241,6 +257,20 @@ def softmax_ce_case(draw):
 
 
 @st.composite
+def sigmoid_ce_mean_case(draw):
+    shape = draw(shapes(min_dims=1))
+    return Example((draw(arrays(shape, floats(-10, 10))),), {"labels": draw(arrays(shape, floats(0, 1)))})
+
+
+@st.composite
+def softmax_ce_mean_case(draw):
+    shape = draw(shapes(min_dims=1))
+    labels = draw(arrays(shape, floats(0, 1)))  # soft, not normalised
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    return Example((draw(arrays(shape, floats(-5, 5))),), {"labels": labels, "axis": axis})
+
+
+@st.composite
 def sparse_ce_case(draw):
     lead = draw(hnp.array_shapes(min_dims=0, max_dims=2, min_side=1, max_side=4))
     classes = draw(st.integers(1, 5))
@@ -277,6 +307,7 @@ OP_CASES: dict[str, OpCase] = {
     "pow": OpCase(pow_case(), ops.pow, lambda a, exponent: np.power(a, exponent)),
     "matmul": OpCase(matmul_case(), ops.matmul, np.matmul),
     "linear": OpCase(linear_case(), ops.linear, lambda x, kernel, bias: x @ kernel + bias),
+    "dense": OpCase(dense_case(), ops.dense, _dense_reference),
     "sum": OpCase(reduction(), ops.sum, lambda a, axis, keepdims: np.sum(a, axis=axis, keepdims=keepdims)),
     "mean": OpCase(reduction(), ops.mean, lambda a, axis, keepdims: np.mean(a, axis=axis, keepdims=keepdims)),
     "max": OpCase(
@@ -308,6 +339,16 @@ OP_CASES: dict[str, OpCase] = {
         softmax_ce_case(),
         lambda z, labels, axis: ops.softmax_cross_entropy_with_logits(labels, z, axis=axis),
         lambda z, labels, axis: -np.sum(labels * sps.log_softmax(z, axis=axis), axis=axis),
+    ),
+    "sigmoid_cross_entropy_mean": OpCase(
+        sigmoid_ce_mean_case(),
+        lambda z, labels: ops.sigmoid_cross_entropy_mean(labels, z),
+        lambda z, labels: np.mean(np.mean(_sigmoid_ce_reference(z, labels), axis=-1)),
+    ),
+    "softmax_cross_entropy_mean": OpCase(
+        softmax_ce_mean_case(),
+        lambda z, labels, axis: ops.softmax_cross_entropy_mean(labels, z, axis=axis),
+        lambda z, labels, axis: np.mean(-np.sum(labels * sps.log_softmax(z, axis=axis), axis=axis)),
     ),
     "sparse_softmax_cross_entropy_with_logits": OpCase(
         sparse_ce_case(),
@@ -621,3 +662,89 @@ def test_reductions_reject_out_of_range_axis(fn, axis):
 def test_linear_rejects_mismatched_kernel():
     with pytest.raises(ValueError, match=r"last dimension 4.*Received: inputs.shape=\(2, 3\)"):
         ops.linear(Tensor(np.ones((2, 3))), Tensor(np.ones((4, 5))), Tensor(np.zeros(5)))
+
+
+# ------------------------------------------------------------------ fused ops: the same numbers as the ops they fuse
+def _same_bits(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def _value_and_grads(build, arrays, upstream=None):
+    tensors = [Tensor(a, requires_grad=True) for a in arrays]
+    out = build(*tensors)
+    out.backward(upstream)
+    return out.data, [t.grad for t in tensors]
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_is_linear_then_its_activation_bit_for_bit(activation, dtype):
+    rng = np.random.default_rng(0)
+    arrays = [rng.normal(size=shape).astype(dtype) for shape in ((6, 5), (5, 3), (3,))]
+    upstream = rng.normal(size=(6, 3)).astype(dtype)  # negative upstream values too: a relu mask gives -0.0
+    fused = _value_and_grads(lambda x, k, b: ops.dense(x, k, b, activation), arrays, upstream)
+    chain = _value_and_grads(lambda x, k, b: getattr(ops, activation)(ops.linear(x, k, b)), arrays, upstream)
+    assert _same_bits(fused[0], chain[0])
+    assert all(_same_bits(f, c) for f, c in zip(fused[1], chain[1]))
+
+
+def test_dense_rejects_other_activations_and_mismatched_kernels():
+    x, kernel, bias = Tensor(np.ones((2, 3))), Tensor(np.ones((3, 4))), Tensor(np.zeros(4))
+    with pytest.raises(ValueError, match="'relu', 'tanh'.*Received: activation='sigmoid'"):
+        ops.dense(x, kernel, bias, "sigmoid")
+    with pytest.raises(ValueError, match=r"last dimension 4 .*inputs.shape=\(2, 3\)"):
+        ops.dense(x, Tensor(np.ones((4, 4))), bias)
+
+
+@pytest.mark.parametrize("classes", [1, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_cross_entropy_mean_is_the_elementwise_loss_then_two_means(classes, dtype):
+    rng = np.random.default_rng(1)
+    z = (rng.normal(size=(7, classes)) * 4).astype(dtype)
+    labels = rng.random((7, classes)).astype(dtype)
+
+    def chain(t):
+        values = ops.sigmoid_cross_entropy_with_logits(labels, t)
+        per_sample = ops.reshape(values, (7,)) if classes == 1 else ops.mean(values, axis=-1)
+        return ops.mean(per_sample)
+
+    def reusing(t):  # given the sigmoid op of the same logits, as the losses pass it
+        return ops.SigmoidCrossEntropyMean.apply(t, labels=labels, sigmoid_op=ops.sigmoid(t)._op)
+
+    expected = _value_and_grads(chain, [z])
+    for build in (lambda t: ops.sigmoid_cross_entropy_mean(labels, t), reusing):
+        value, grads = _value_and_grads(build, [z])
+        assert _same_bits(value, expected[0]) and _same_bits(grads[0], expected[1][0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_cross_entropy_mean_is_the_per_sample_loss_then_a_mean(dtype):
+    rng = np.random.default_rng(2)
+    z = (rng.normal(size=(9, 4)) * 4).astype(dtype)
+    labels = np.eye(4, dtype=dtype)[rng.integers(0, 4, 9)]
+
+    def reusing(t):  # given the softmax op of the same logits, as the losses pass it
+        return ops.SoftmaxCrossEntropyMean.apply(t, labels=labels, axis=-1, softmax_op=ops.softmax(t)._op)
+
+    expected = _value_and_grads(lambda t: ops.mean(ops.softmax_cross_entropy_with_logits(labels, t)), [z])
+    for build in (lambda t: ops.softmax_cross_entropy_mean(labels, t), reusing):
+        value, grads = _value_and_grads(build, [z])
+        assert _same_bits(value, expected[0]) and _same_bits(grads[0], expected[1][0])
+
+
+@pytest.mark.parametrize("fn", [ops.sigmoid_cross_entropy_mean, ops.softmax_cross_entropy_mean])
+def test_cross_entropy_means_need_labels_of_the_logits_shape(fn):
+    with pytest.raises(ValueError, match=r"same shape.*labels.shape=\(2,\), logits.shape=\(2, 1\)"):
+        fn(np.zeros(2), Tensor(np.zeros((2, 1))))
+    with pytest.raises(ValueError, match="rank >= 1"):
+        fn(np.float32(1), Tensor(np.float32(0)))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("size", [0, 1, 7, 100, 1000])
+def test_mean_all_is_numpy_mean(dtype, size):
+    a = (np.random.default_rng(size).normal(size=size) * 1e3).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the mean of nothing
+        assert _same_bits(ops._mean_all(a), np.asarray(a.mean()))

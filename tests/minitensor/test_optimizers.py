@@ -581,3 +581,25 @@ def test_every_public_object_has_a_docstring():
     for name in optimizers.__all__:
         obj = getattr(optimizers, name)
         assert obj.__doc__ and "Example" in obj.__doc__, name
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs",
+    [(SGD, {"momentum": 0.9}), (Adam, {"amsgrad": True}), (RMSprop, {}), (Adagrad, {}),
+     (Adam, {"clipnorm": 0.5, "weight_decay": 0.01})],
+)
+def test_unchecked_step_is_the_checked_step(cls, kwargs):
+    """``_step`` (what fit uses after a first checked step) updates exactly as ``apply_gradients``."""
+    rng = np.random.default_rng(0)
+    grads = [rng.normal(size=7).astype(F) for _ in range(4)]
+    checked_w, unchecked_w = (Tensor(np.linspace(-1, 1, 7).astype(F)) for _ in range(2))
+    checked, unchecked = cls(**kwargs), cls(**kwargs)
+    for i, g in enumerate(grads):
+        checked.apply_gradients([(g, checked_w)])
+        if i == 0:
+            unchecked.apply_gradients([(g, unchecked_w)])
+        else:
+            unchecked._step([g], [unchecked_w.data])
+    assert checked.iterations == unchecked.iterations == 4
+    assert checked_w.data.tobytes() == unchecked_w.data.tobytes()
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(checked.get_state(), unchecked.get_state()))

@@ -294,6 +294,60 @@ def test_backward_rejects_upstream_of_the_wrong_shape():
     assert x.grad is None
 
 
+def test_backward_on_a_leaf_accumulates_the_upstream_gradient():
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    x.backward(np.array([0.5, -1.0]))
+    x.backward(np.array([0.5, 0.0]))
+    np.testing.assert_array_equal(x.grad, [1.0, -1.0])
+
+
+@pytest.mark.parametrize("shape", [(), (1,), (1, 1)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_backward_without_upstream_seeds_a_one_of_the_output_shape_and_dtype(shape, dtype):
+    x = Tensor(np.full(shape, 3.0), requires_grad=True, dtype=dtype)
+    (x * x).backward()
+    assert x.grad.shape == shape and x.grad.dtype == dtype
+    np.testing.assert_array_equal(x.grad, np.full(shape, 6.0))
+
+
+def _check_order(order, root):
+    """Every op output reachable from root, once each, each before its op inputs; no leaves."""
+    position = {id(t): i for i, t in enumerate(order)}
+    assert len(position) == len(order) and order[0] is root
+    for t in order:
+        assert not t.is_leaf
+        for parent in t._op.inputs:
+            if not parent.is_leaf and parent.requires_grad:
+                assert position[id(parent)] > position[id(t)]
+
+
+def test_topological_order_of_a_chain_is_the_depth_first_order():
+    from minitensor.tensor import _depth_first_order, _topological_order
+
+    w = Tensor([1.0, 2.0], requires_grad=True)
+    out = ops.sigmoid(ops.relu(w * 2.0) + Tensor([1.0, 1.0])).sum()
+    order = _topological_order(out)
+    assert [type(t._op).__name__ for t in order] == ["Sum", "Sigmoid", "Add", "Relu", "Mul"]
+    assert order == _depth_first_order(out)
+    _check_order(order, out)
+
+
+def test_topological_order_of_graphs_with_shared_values():
+    from minitensor.tensor import _topological_order
+
+    x = Tensor([1.0, -2.0], requires_grad=True)
+    a = x * 2.0
+    b = ops.exp(a) * a  # a is used by two ops
+    out = (b + a * a + ops.tanh(b)).sum()
+    _check_order(_topological_order(out), out)
+    out.backward()
+    a64 = 2.0 * np.array([1.0, -2.0])
+    b64 = np.exp(a64) * a64
+    db = 1 + (1 - np.tanh(b64) ** 2)
+    expected = 2.0 * (db * (np.exp(a64) * a64 + np.exp(a64)) + 2 * a64)
+    np.testing.assert_allclose(x.grad, expected, rtol=1e-5)
+
+
 # ------------------------------------------------------------------ no_grad
 def test_no_grad_context_manager_records_nothing_and_restores():
     x = Tensor([1.0], requires_grad=True)
