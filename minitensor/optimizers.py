@@ -29,10 +29,12 @@ Differences from Keras, on purpose:
 * ``use_ema``, ``loss_scale_factor`` and ``gradient_accumulation_steps`` are not implemented;
   they are accepted only at their inactive values (so a Keras ``get_config()`` loads).
 
-Known gap: TensorFlow flushes float32 subnormal results to zero, NumPy does not. Slots that
-decay towards 0 (Adam's ``m`` under a gradient that stays 0) therefore part from Keras's once
-their increments drop below 1.2e-38, and NumPy slows down on them; see the note in
-:meth:`Adam._update_step`.
+Subnormals: TensorFlow's CPU kernels flush float32 results below 1.2e-38 to zero; NumPy
+computes with them, many times slower. Every step (:meth:`Optimizer.apply_gradients`, and the
+one ``fit`` takes) therefore runs inside :func:`minitensor.fpenv.flush_subnormals` (x86-64
+Linux; elsewhere the step computes with subnormals). Slots that decay towards 0 (Adam's ``m``
+under a gradient that stays 0) then behave as Keras's: the increment ``(g - m)*(1 - beta_1)``
+flushes to 0 once it is subnormal, so ``m`` stays near 1e-37 instead of decaying further.
 
 Example:
     >>> import numpy as np
@@ -50,11 +52,13 @@ from __future__ import annotations
 import math
 import re
 import sys
+import threading
 import warnings
 from collections import defaultdict
 
 import numpy as np
 
+from .fpenv import flush_subnormals
 from .tensor import Tensor
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "Adagrad", "get"]
@@ -482,6 +486,10 @@ class Optimizer:
         the shapes and dtypes the optimizer was built for. ``Sequential.fit`` calls it
         directly after its first, checked, step, as nothing it passes can change in between.
         """
+        with _flush_block():
+            return self._flushed_step(grads, arrays)
+
+    def _flushed_step(self, grads, arrays) -> int:
         n = len(grads)
         if self.clipnorm is not None or self.clipvalue is not None or self.global_clipnorm is not None:
             grads = self._clip_gradients(grads)
@@ -900,13 +908,10 @@ class Adam(Optimizer):
         s1, s2 = self._scratch[index]
         m = self._slots["momentum"][index]
         v = self._slots["velocity"][index]
-        # NOTE (subnormals, left to a later task): with a gradient that stays 0 (a dead ReLU unit,
-        # say), m and v decay geometrically into float32 subnormals (< 1.2e-38), where NumPy's
-        # arithmetic gets many times slower. TensorFlow flushes subnormal results to 0 (its
-        # tf.pow(0.9, 900.) is 0, NumPy's 1e-41), and Keras's m does NOT reach 0: the increment
-        # (g - m)*(1 - beta_1) flushes to 0 once it is subnormal, so m sticks near 1e-37
-        # (observed: after 1 step with g=1 and 1000 with g=0, Keras m = 1.08e-37, ours 6e-45).
-        # Matching Keras means flushing the subnormal *intermediates* (s1 here), not m itself.
+        # Under flush-to-zero (see the module docstring) a gradient that stays 0 lets m decay only
+        # until its increment (g - m)*(1 - beta_1) is subnormal: then it stays, near 1e-37, as in
+        # Keras (after 1 step with g=1 and 1000 with g=0, Keras's m is 1.08e-37; without flushing
+        # NumPy's would be 6e-45).
         np.subtract(g, m, out=s1)
         s1 *= one_minus_beta_1
         m += s1
@@ -1033,3 +1038,14 @@ def get(identifier):
         if cls is not None:
             return cls.from_config(dict(identifier.get("config") or {}))
     raise ValueError(f"Could not interpret optimizer identifier: {identifier}")
+
+
+_THREAD_STATE = threading.local()
+
+
+def _flush_block() -> flush_subnormals:
+    """This thread's flush-to-zero block (one per thread: a block saves its thread's environment)."""
+    block = getattr(_THREAD_STATE, "flush", None)
+    if block is None:
+        block = _THREAD_STATE.flush = flush_subnormals()
+    return block

@@ -93,3 +93,23 @@ def test_learning_rate_and_config_match_keras():
         # a Keras config (with its extra inactive keys) loads here
         rebuilt = optimizers.get({"class_name": class_name, "config": keras_config})
         assert rebuilt.get_config() == {**ours_config, "name": keras_config["name"]}
+
+
+@pytest.mark.parametrize("class_name", ["Adam", "RMSprop", "SGD"])
+def test_slots_decaying_into_subnormals_follow_keras(class_name):
+    """After one real gradient, many zero gradients: the slots decay to where Keras's flushing
+    stops them (Adam's m sticks near 1e-37); both engines flush subnormals to zero."""
+    kwargs = {"momentum": 0.9} if class_name == "SGD" else {}
+    ours = getattr(optimizers, class_name)(**kwargs)
+    theirs = getattr(keras.optimizers, class_name)(**kwargs)
+    our_var = Tensor(np.full(3, 0.5, dtype=np.float32))
+    their_var = keras.Variable(np.full(3, 0.5, dtype=np.float32))
+    step_fn = tf.function(lambda g: theirs.apply_gradients([(g, their_var)]))  # 1000 eager steps are slow
+    for step in range(1000):
+        g = np.array([1.0, -2.0, 0.25], dtype=np.float32) if step == 0 else np.zeros(3, dtype=np.float32)
+        ours.apply_gradients([(g, our_var)])
+        step_fn(tf.constant(g))
+    assert _ulp_distance(our_var.data, their_var.numpy()) == 0
+    for mine, keras_slot in zip(ours.get_state()[1:], [v.numpy() for v in theirs.variables][2:]):
+        assert _ulp_distance(mine, keras_slot) == 0
+        assert np.all((mine == 0) | (np.abs(mine) >= np.finfo(np.float32).tiny))  # no subnormal survives
