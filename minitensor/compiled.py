@@ -52,7 +52,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import math
 import warnings
@@ -69,15 +68,6 @@ __all__ = ["build_plan", "CompiledPlan", "BLAS_MIN_MACS"]
 #: 32x64x12 (the lesson's first layer); the loops win only below a few thousand
 #: multiply-adds and for batch size 1.
 BLAS_MIN_MACS = 2048
-
-#: While an epoch runs, BLAS is held to one thread when the model's largest matrix product takes
-#: fewer multiply-adds per batch than this (and some product is large enough for OpenBLAS to
-#: start its threads at all, about 2**18). Measured on a 2-core machine: model B
-#: (64-300-200-80-4-1, batch 32, products up to 1.9M multiply-adds) trained at 267 us per step on
-#: one thread and 336 us on two, and with the other core busy its two-thread steps stalled for
-#: up to 9 ms; model L (products of 51M) is about 1.8x faster on two threads.
-BLAS_ONE_THREAD_MAX_MACS = 1 << 23
-_OPENBLAS_THREADING_MACS = 1 << 18
 
 #: Rows of dropout masks drawn per call of the generator (bounds the float64 temporary).
 _MASK_CHUNK = 1 << 20
@@ -303,25 +293,6 @@ def _set_rng_state(rng, state):
         rng.set_state(state)
 
 
-_THREADPOOLS = []  # the threadpoolctl controller, made once (it scans the loaded libraries)
-
-
-def _blas_threads(limit):
-    """A context holding the loaded BLAS libraries to ``limit`` threads (threadpoolctl), restored after.
-
-    Without threadpoolctl installed, BLAS keeps its own thread count.
-    """
-    if not _THREADPOOLS:
-        try:
-            import threadpoolctl
-        except ImportError:  # pragma: no cover - a dependency of minitensor
-            return contextlib.nullcontext()
-        if importlib.util.find_spec("scipy") is not None:
-            import scipy.linalg.cython_blas  # noqa: F401 (the BLAS Numba calls: loaded before the scan)
-        _THREADPOOLS.append(threadpoolctl.ThreadpoolController())
-    return _THREADPOOLS[0].limit(limits=limit, user_api="blas")
-
-
 class CompiledPlan:
     """Trains epochs of one model in compiled code (built by :func:`build_plan`).
 
@@ -442,10 +413,8 @@ class CompiledPlan:
         )
         ws = np.zeros(offset, dtype=np.float32)
         labels_ws = np.zeros(max(bsz, 1), dtype=np.int64)
-        macs = [bsz * dims[l] * dims[l + 1] for l, use in enumerate(blas) if use]
-        one_thread = bool(macs) and _OPENBLAS_THREADING_MACS <= max(macs) < BLAS_ONE_THREAD_MAX_MACS
         layout = dict(goff=goff, lmeta=lmeta, dmeta=dmeta, dscale=dscale, ws=ws, labels_ws=labels_ws,
-                      blas=blas, mask_widths=[int(w) for w in dmeta[:, k.D_WIDTH]], one_blas_thread=one_thread)
+                      blas=blas, mask_widths=[int(w) for w in dmeta[:, k.D_WIDTH]])
         self._layouts = {batch_size: layout}  # keep one: batch sizes rarely change within a fit
         return layout
 
@@ -601,15 +570,14 @@ class CompiledPlan:
             mstate[i, 1] = m.count
         status = self._status
         opt = model.optimizer
-        with _blas_threads(1) if layout["one_blas_thread"] else contextlib.nullcontext():
-            steps = k.train_epoch(
-                x, yb, ym, labels, sw, has_sw, order_arr, shuffled, int(batch_size),
-                model._flat_params, model._flat_grads, layout["lmeta"], self._lreg, dmeta, layout["dscale"], masks,
-                layout["ws"], layout["labels_ws"], layout["goff"],
-                spec["loss_kind"], spec["logits"], mkinds, mthresh, mstate,
-                kind, hyper, flags, s0, s1, s2, opt._iterations,
-                tracker, status,
-            )
+        steps = k.train_epoch(
+            x, yb, ym, labels, sw, has_sw, order_arr, shuffled, int(batch_size),
+            model._flat_params, model._flat_grads, layout["lmeta"], self._lreg, dmeta, layout["dscale"], masks,
+            layout["ws"], layout["labels_ws"], layout["goff"],
+            spec["loss_kind"], spec["logits"], mkinds, mthresh, mstate,
+            kind, hyper, flags, s0, s1, s2, opt._iterations,
+            tracker, status,
+        )
         steps = int(steps)
         # ---- leave every object as the reference path would
         tracker_metric.total = np.float32(tracker[0])

@@ -59,6 +59,9 @@ _JIT = dict(cache=True, error_model="numpy", fastmath=False, nogil=True)
 
 #: ``np.dot`` inside Numba calls BLAS through SciPy; without SciPy every layer uses the loops.
 HAVE_BLAS = importlib.util.find_spec("scipy") is not None
+if HAVE_BLAS:
+    import scipy.linalg.cython_blas  # noqa: F401 (Numba would load it at the first kernel; minitensor.threads
+    # must see this BLAS library before training starts, to hold it to one thread where that is faster)
 
 # ---------------------------------------------------------------------------- codes
 ACT_LINEAR = 0

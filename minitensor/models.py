@@ -25,13 +25,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
 import numpy as np
 
 from . import callbacks as callbacks_module
-from . import data_adapter, losses, metrics as metrics_module, optimizers
+from . import data_adapter, losses, metrics as metrics_module, optimizers, threads
 from .layers import InputLayer, Layer
 from .random import generator
 from .tensor import Tensor, no_grad
@@ -380,6 +381,22 @@ class Sequential:
         self.stop_training = False
         cbs.on_train_begin()
         batch_logs = cbs.needs_train_batch_hooks
+        one_thread = threads.one_thread_suffices(self._matrix_product_sizes(batch_size))
+        with threads.blas_threads(1) if one_thread else contextlib.nullcontext():
+            self._fit_epochs(x, y, weights, val, plan, cbs, batch_logs, shuffle, batch_size, initial_epoch, epochs,
+                             validation_freq, validation_batch_size)
+        cbs.on_train_end()
+        return history
+
+    def _matrix_product_sizes(self, batch_size) -> list:
+        """Multiply-adds per batch of each Dense-like layer's product (``batch * kernel size``)."""
+        return [batch_size * w.size for layer in self._layers for w in layer.trainable_weights if w.ndim == 2]
+
+    def _fit_epochs(self, x, y, weights, val, plan, cbs, batch_logs, shuffle, batch_size, initial_epoch, epochs,
+                    validation_freq, validation_batch_size) -> None:
+        """The epochs of ``fit``, from ``initial_epoch`` until ``epochs`` or a stop."""
+        n = len(x)
+        steps = math.ceil(n / batch_size)
         for epoch in range(initial_epoch, epochs):
             for m in self.metrics:
                 m.reset_state()
@@ -401,8 +418,6 @@ class Sequential:
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
-        cbs.on_train_end()
-        return history
 
     def _check_validation_data(self, validation_data):
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):

@@ -286,37 +286,6 @@ def test_blas_and_loop_products_both_match(blas_min_macs, batch_size, input_drop
     assert plan._layout(batch_size)["blas"] == [expected] * 3
 
 
-@pytest.mark.parametrize("units, batch_size, expected", [
-    ((64, 12, 8, 1), 32, False),  # products too small for OpenBLAS to start threads
-    ((64, 300, 200, 80, 4, 1), 32, True),  # model B: mid-sized products, one thread is faster
-    ((784, 512, 512, 10), 128, False),  # model L: two threads pay off
-])
-def test_blas_is_held_to_one_thread_for_mid_sized_products(units, batch_size, expected):
-    from minitensor import compiled
-
-    model = Sequential([Input(shape=(units[0],))] + [Dense(u) for u in units[1:]])
-    model.compile(optimizer="sgd", loss="mse", jit_compile=True)
-    model._prepare_optimizer()  # as fit does before it asks for a plan
-    plan, reason = compiled.build_plan(model)
-    assert reason is None
-    assert plan._layout(batch_size)["one_blas_thread"] is expected
-
-
-def test_the_blas_thread_limit_reaches_the_library_numba_calls_and_is_undone():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    from minitensor import compiled
-
-    def scipy_blas_threads():
-        return [i["num_threads"] for i in threadpoolctl.threadpool_info()
-                if i["user_api"] == "blas" and "scipy.libs" in i["filepath"]]
-
-    before = scipy_blas_threads()
-    with compiled._blas_threads(1):
-        inside = scipy_blas_threads()
-    assert inside and set(inside) == {1}
-    assert scipy_blas_threads() == before
-
-
 def test_consecutive_dropouts_and_activation_layers_match():
     """Input dropout, two Dropout layers in a row (one seeded, one on the global generator), Activation layers."""
 
