@@ -58,6 +58,8 @@ import warnings
 
 import numpy as np
 
+from . import fpenv
+
 __all__ = ["build_plan", "CompiledPlan", "BLAS_MIN_MACS"]
 
 #: A layer whose matrix products take at least this many multiply-adds per batch
@@ -570,14 +572,18 @@ class CompiledPlan:
             mstate[i, 1] = m.count
         status = self._status
         opt = model.optimizer
-        steps = k.train_epoch(
-            x, yb, ym, labels, sw, has_sw, order_arr, shuffled, int(batch_size),
-            model._flat_params, model._flat_grads, layout["lmeta"], self._lreg, dmeta, layout["dscale"], masks,
-            layout["ws"], layout["labels_ws"], layout["goff"],
-            spec["loss_kind"], spec["logits"], mkinds, mthresh, mstate,
-            kind, hyper, flags, s0, s1, s2, opt._iterations,
-            tracker, status,
-        )
+        # as TensorFlow's kernels: float32 results below 1.2e-38 are 0 (a model that fits its
+        # data ever more closely drives softmax outputs and their gradients into that range,
+        # where arithmetic is many times slower)
+        with fpenv.flush_subnormals():
+            steps = k.train_epoch(
+                x, yb, ym, labels, sw, has_sw, order_arr, shuffled, int(batch_size),
+                model._flat_params, model._flat_grads, layout["lmeta"], self._lreg, dmeta, layout["dscale"], masks,
+                layout["ws"], layout["labels_ws"], layout["goff"],
+                spec["loss_kind"], spec["logits"], mkinds, mthresh, mstate,
+                kind, hyper, flags, s0, s1, s2, opt._iterations,
+                tracker, status,
+            )
         steps = int(steps)
         # ---- leave every object as the reference path would
         tracker_metric.total = np.float32(tracker[0])

@@ -32,7 +32,7 @@ import warnings
 import numpy as np
 
 from . import callbacks as callbacks_module
-from . import data_adapter, losses, metrics as metrics_module, optimizers, threads
+from . import data_adapter, fpenv, losses, metrics as metrics_module, optimizers, threads
 from .layers import InputLayer, Layer
 from .random import generator
 from .tensor import Tensor, no_grad
@@ -457,21 +457,28 @@ class Sequential:
         compiled = self._compiled_metrics
         grads = self._flat_grads
         checked = None  # the optimizer whose checked step lets the next ones skip the checks
+        # each step computes as TensorFlow's kernels do, flushing float32 subnormals to zero
+        # (a model fitting its data ever more closely drives softmax outputs, their gradients and
+        # Adam's moments there, where NumPy is many times slower); callbacks run outside
+        flush = fpenv.flush_subnormals()
         for step, (xb, yb, wb) in enumerate(_batches(x, y, weights, order, batch_size)):
             if cbs is not None:
                 cbs.on_train_batch_begin(step)
-            grads.fill(0)
-            y_pred, activity = self._forward(Tensor._from_op(xb, None), True)
-            loss = self._total_loss(yb, y_pred, wb, activity)
-            value = float(loss.data)
-            if not math.isfinite(value):
+            with flush:
+                grads.fill(0)
+                y_pred, activity = self._forward(Tensor._from_op(xb, None), True)
+                loss = self._total_loss(yb, y_pred, wb, activity)
+                value = float(loss.data)
+                finite = math.isfinite(value)
+                if finite:
+                    loss.backward()
+                    tracker._add_weighted(loss.data, len(xb))
+                    checked = self._apply_gradients(checked)
+                    for m in compiled:
+                        m.update_state(yb, y_pred.data, sample_weight=wb)
+            if not finite:
                 self._stop_on_non_finite_loss(value, step)
                 return False
-            loss.backward()
-            tracker._add_weighted(loss.data, len(xb))
-            checked = self._apply_gradients(checked)
-            for m in compiled:
-                m.update_state(yb, y_pred.data, sample_weight=wb)
             if cbs is not None:
                 cbs.on_train_batch_end(step, self._metric_logs())
                 if self.stop_training:  # as Keras: a callback may stop training mid-epoch
@@ -487,7 +494,7 @@ class Sequential:
         """
         optimizer = self.optimizer
         if optimizer is checked:
-            optimizer._step([self._flat_grads], [self._flat_params])
+            optimizer._flushed_step([self._flat_grads], [self._flat_params])  # the caller flushes
             return optimizer
         optimizer.apply_gradients(self._grads_and_vars())
         flat = self._optimizer_variables[0] is self._flat_variable

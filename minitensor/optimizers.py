@@ -31,8 +31,8 @@ Differences from Keras, on purpose:
 
 Subnormals: TensorFlow's CPU kernels flush float32 results below 1.2e-38 to zero; NumPy
 computes with them, many times slower. Every step (:meth:`Optimizer.apply_gradients`, and the
-one ``fit`` takes) therefore runs inside :func:`minitensor.fpenv.flush_subnormals` (x86-64
-Linux; elsewhere the step computes with subnormals). Slots that decay towards 0 (Adam's ``m``
+training steps of ``fit``) therefore runs inside :func:`minitensor.fpenv.flush_subnormals`
+(x86-64 Linux; elsewhere the step computes with subnormals). Slots that decay towards 0 (Adam's ``m``
 under a gradient that stays 0) then behave as Keras's: the increment ``(g - m)*(1 - beta_1)``
 flushes to 0 once it is subnormal, so ``m`` stays near 1e-37 instead of decaying further.
 
@@ -490,6 +490,7 @@ class Optimizer:
             return self._flushed_step(grads, arrays)
 
     def _flushed_step(self, grads, arrays) -> int:
+        """:meth:`_step` for a caller that already runs it under :func:`~minitensor.fpenv.flush_subnormals`."""
         n = len(grads)
         if self.clipnorm is not None or self.clipvalue is not None or self.global_clipnorm is not None:
             grads = self._clip_gradients(grads)

@@ -501,3 +501,30 @@ def test_whole_model_gradients(depth, widths, activation, loss, outputs, penalty
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         gradcheck(loss_of_weights, model.weights, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.skipif(not __import__("minitensor.fpenv").fpenv.AVAILABLE, reason="no flush-to-zero control here")
+@pytest.mark.parametrize("jit", [False, True], ids=["reference", "compiled"])
+def test_training_steps_flush_subnormals_but_callbacks_do_not(jit):
+    from minitensor import losses
+    from minitensor.callbacks import Callback
+
+    subnormal = np.float32(1e-39)
+    seen = {"loss": [], "callback": []}
+
+    def loss_fn(y_true, y_pred):  # runs inside the training step (only on the reference path)
+        seen["loss"].append(bool(subnormal * np.float32(1) == 0))
+        return losses.mean_squared_error(y_true, y_pred)
+
+    class Probe(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen["callback"].append(bool(subnormal * np.float32(1) == 0))
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=(8, 1)).astype(np.float32)
+    model = Sequential([Input(shape=(3,)), Dense(1)])
+    model.compile(optimizer="sgd", loss="mse" if jit else loss_fn, jit_compile=jit)
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[Probe()])
+    assert seen["loss"] == ([] if jit else [True, True])
+    assert seen["callback"] and not any(seen["callback"])
+    assert subnormal * np.float32(1) == subnormal  # and the mode is off after fit
