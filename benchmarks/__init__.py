@@ -6,9 +6,9 @@ and PyTorch and JAX when they are installed, and prints a Markdown table; it wri
 ``benchmarks/results/<date>-<host>.json`` and ``.md`` (layout in :mod:`benchmarks.report`).
 
 Modules: ``specs`` (models, engine names, settings), ``data`` (training arrays), ``engines`` (one
-adapter per engine), ``harness`` (the run), ``micro`` (GEMM peak, Adam on subnormals), ``child``
-(peak memory in a fresh process), ``environment`` (machine and versions), ``report``, ``cli``.
-Frameworks are imported only when their engine runs.
+adapter per engine), ``harness`` (the run), ``worker`` (one engine training one model in its own
+process, driven by the harness), ``micro`` (GEMM peak, Adam on subnormals), ``environment``
+(machine and versions), ``report``, ``cli``. Frameworks are imported only when their engine runs.
 
 Example:
     >>> from benchmarks import quick_config, run_benchmarks
