@@ -359,6 +359,7 @@ class Optimizer:
             for slot in self._slot_names()
         }
         self._scratch = [(np.empty_like(w), np.empty_like(w)) for w in arrays]
+        self._parts = [_blocks(w) for w in arrays]
         self._clipped = None
         self.built = True
 
@@ -504,12 +505,29 @@ class Optimizer:
                     np.multiply(w, cast(self.weight_decay), out=scratch)  # Keras: w - w*wd*lr
                     scratch *= cast(lr32)
                     w -= scratch
+        blockwise = _updates_blockwise(type(self))
         for i in range(n):
             g, w = grads[i], arrays[i]
             if g is not None:
-                self._update_step(i, g, w, lr32 if w.dtype == _FLOAT32 else w.dtype.type(lr32))
+                lr = lr32 if w.dtype == _FLOAT32 else w.dtype.type(lr32)
+                parts = self._parts[i] if blockwise else None
+                if parts is None:
+                    self._update_step(i, g, w, lr)
+                else:  # a long vector, a block at a time: its temporaries stay in the cache
+                    for part in parts:
+                        self._update_step(i, g[part], w[part], lr, part)
         self._iterations += 1
         return self._iterations
+
+    def _slot(self, role: str, index: int, part):
+        """The slot array ``role`` of variable ``index``, or its block ``part`` (see :meth:`_update_step`)."""
+        array = self._slots[role][index]
+        return array if part is None else array[part]
+
+    def _scratch_for(self, index: int, part):
+        """The two scratch arrays of variable ``index`` (or their block ``part``)."""
+        s1, s2 = self._scratch[index]
+        return (s1, s2) if part is None else (s1[part], s2[part])
 
     @staticmethod
     def _gradient_array(g, w, index):
@@ -574,8 +592,14 @@ class Optimizer:
             cached = self._constants_cache[key] = tuple(dtype.type(v) for v in values)
         return cached
 
-    def _update_step(self, index: int, g: np.ndarray, w: np.ndarray, lr) -> None:
-        """Update ``w`` (and the slots at ``index``) in place from gradient ``g``; ``lr`` has ``w``'s dtype."""
+    def _update_step(self, index: int, g: np.ndarray, w: np.ndarray, lr, part=None) -> None:
+        """Update ``w`` (and the slots at ``index``) in place from gradient ``g``; ``lr`` has ``w``'s dtype.
+
+        For a long 1-D variable (the flat buffer ``fit`` trains) the step is taken one block
+        ``part`` (a slice) at a time: ``g`` and ``w`` are then that block, and the slots and
+        scratch arrays are read through :meth:`_slot` and :meth:`_scratch_for`. Subclasses whose
+        ``_update_step`` has no ``part`` argument get whole variables.
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement `_update_step`.")
 
     # ------------------------------------------------------------------ state and config
@@ -716,14 +740,14 @@ class SGD(Optimizer):
     def _slot_names(self):
         return ["momentum"] if self.momentum != 0 else []
 
-    def _update_step(self, index, g, w, lr):
-        s1, s2 = self._scratch[index]
+    def _update_step(self, index, g, w, lr, part=None):
+        s1, s2 = self._scratch_for(index, part)
         np.multiply(g, lr, out=s1)  # g*lr
         if self.momentum == 0:
             w -= s1
             return
         (momentum,) = self._cast_constants(w.dtype, (self.momentum,))
-        m = self._slots["momentum"][index]
+        m = self._slot("momentum", index, part)
         m *= momentum
         m -= s1
         if self.nesterov:
@@ -797,18 +821,18 @@ class RMSprop(Optimizer):
             names.append("average_gradient")
         return names
 
-    def _update_step(self, index, g, w, lr):
+    def _update_step(self, index, g, w, lr, part=None):
         rho, one_minus_rho, epsilon, momentum = self._cast_constants(
             w.dtype, (self.rho, 1 - self.rho, self.epsilon, self.momentum)
         )
-        s1, s2 = self._scratch[index]
-        v = self._slots["velocity"][index]
+        s1, s2 = self._scratch_for(index, part)
+        v = self._slot("velocity", index, part)
         v *= rho
         np.multiply(g, g, out=s1)
         s1 *= one_minus_rho
         v += s1
         if self.centered:
-            a = self._slots["average_gradient"][index]
+            a = self._slot("average_gradient", index, part)
             a *= rho
             np.multiply(g, one_minus_rho, out=s1)
             a += s1
@@ -821,7 +845,7 @@ class RMSprop(Optimizer):
         np.multiply(g, lr, out=s2)
         s2 /= s1  # increment
         if self.momentum > 0:
-            mom = self._slots["momentum"][index]
+            mom = self._slot("momentum", index, part)
             mom *= momentum
             mom += s2
             w -= mom
@@ -900,15 +924,15 @@ class Adam(Optimizer):
         slots = [a for pair in zip(self._slots.get("momentum", []), self._slots.get("velocity", [])) for a in pair]
         return slots + list(self._slots.get("velocity_hat", []))
 
-    def _update_step(self, index, g, w, lr):
+    def _update_step(self, index, g, w, lr, part=None):
         beta_1, beta_2, one_minus_beta_1, one_minus_beta_2, epsilon = self._cast_constants(
             w.dtype, (self.beta_1, self.beta_2, 1 - self.beta_1, 1 - self.beta_2, self.epsilon)
         )
         t = w.dtype.type(self._iterations + 1)
         alpha = lr * np.sqrt(1 - beta_2**t) / (1 - beta_1**t)
-        s1, s2 = self._scratch[index]
-        m = self._slots["momentum"][index]
-        v = self._slots["velocity"][index]
+        s1, s2 = self._scratch_for(index, part)
+        m = self._slot("momentum", index, part)
+        v = self._slot("velocity", index, part)
         # Under flush-to-zero (see the module docstring) a gradient that stays 0 lets m decay only
         # until its increment (g - m)*(1 - beta_1) is subnormal: then it stays, near 1e-37, as in
         # Keras (after 1 step with g=1 and 1000 with g=0, Keras's m is 1.08e-37; without flushing
@@ -921,7 +945,8 @@ class Adam(Optimizer):
         s1 *= one_minus_beta_2
         v += s1
         if self.amsgrad:
-            v = np.maximum(self._slots["velocity_hat"][index], v, out=self._slots["velocity_hat"][index])
+            v_hat = self._slot("velocity_hat", index, part)
+            v = np.maximum(v_hat, v, out=v_hat)
         np.sqrt(v, out=s1)
         s1 += epsilon
         np.multiply(m, alpha, out=s2)
@@ -984,9 +1009,9 @@ class Adagrad(Optimizer):
     def _slot_initial_value(self, slot):
         return self.initial_accumulator_value
 
-    def _update_step(self, index, g, w, lr):
-        s1, s2 = self._scratch[index]
-        acc = self._slots["accumulator"][index]
+    def _update_step(self, index, g, w, lr, part=None):
+        s1, s2 = self._scratch_for(index, part)
+        acc = self._slot("accumulator", index, part)
         np.multiply(g, g, out=s1)
         acc += s1
         (epsilon,) = self._cast_constants(w.dtype, (self.epsilon,))
@@ -1050,3 +1075,30 @@ def _flush_block() -> flush_subnormals:
     if block is None:
         block = _THREAD_STATE.flush = flush_subnormals()
     return block
+
+
+#: Variables longer than this many entries are updated a block at a time: NumPy's dozen passes of
+#: an Adam step then run over arrays that stay in the core's cache. For the 669,706 parameters
+#: of the benchmarks' model L one Adam step took 1.7 ms in blocks of 65,536 against 2.7 ms whole
+#: (2-core x86, 4 MB of L2 per core); blocks of 16,384 were slower again (2.1 ms: call overhead).
+BLOCK_SIZE = 1 << 16
+
+
+def _blocks(w: np.ndarray):
+    """The block slices of a long 1-D variable, or None for any other."""
+    if w.ndim != 1 or w.size <= BLOCK_SIZE:
+        return None
+    return [slice(start, start + BLOCK_SIZE) for start in range(0, w.size, BLOCK_SIZE)]
+
+
+_BLOCKWISE = {}
+
+
+def _updates_blockwise(cls) -> bool:
+    """Whether ``cls._update_step`` takes the ``part`` argument (subclasses may predate it)."""
+    answer = _BLOCKWISE.get(cls)
+    if answer is None:
+        import inspect
+
+        answer = _BLOCKWISE[cls] = "part" in inspect.signature(cls._update_step).parameters
+    return answer

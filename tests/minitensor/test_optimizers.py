@@ -603,3 +603,45 @@ def test_unchecked_step_is_the_checked_step(cls, kwargs):
     assert checked.iterations == unchecked.iterations == 4
     assert checked_w.data.tobytes() == unchecked_w.data.tobytes()
     assert all(a.tobytes() == b.tobytes() for a, b in zip(checked.get_state(), unchecked.get_state()))
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("SGD", {"momentum": 0.9, "nesterov": True, "weight_decay": 0.01}),
+    ("RMSprop", {"momentum": 0.5, "centered": True}),
+    ("Adam", {"amsgrad": True, "clipvalue": 0.5}),
+    ("Adagrad", {}),
+])
+def test_a_long_vector_is_updated_block_by_block_with_the_same_numbers(name, kwargs, monkeypatch):
+    rng = np.random.default_rng(3)
+    size = 2 * optimizers.BLOCK_SIZE + 123  # three blocks, the last partial
+    start = rng.normal(size=size).astype(np.float32)
+    grads = [rng.normal(size=size).astype(np.float32) for _ in range(3)]
+
+    def train():
+        w = Tensor(start.copy())
+        opt = getattr(optimizers, name)(**kwargs)
+        for g in grads:
+            opt.apply_gradients([(g, w)])
+        return w.data, opt.get_state()
+
+    blockwise = train()
+    assert len(optimizers._blocks(start)) == 3
+    monkeypatch.setattr(optimizers, "BLOCK_SIZE", 10 * size)
+    assert optimizers._blocks(start) is None
+    whole = train()
+    np.testing.assert_array_equal(blockwise[0], whole[0])
+    for a, b in zip(blockwise[1], whole[1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_subclass_with_the_older_update_signature_gets_whole_variables():
+    seen = []
+
+    class Plain(optimizers.SGD):
+        def _update_step(self, index, g, w, lr):
+            seen.append(w.size)
+            w -= g * lr
+
+    w = Tensor(np.zeros(optimizers.BLOCK_SIZE + 5, dtype=np.float32))
+    Plain(learning_rate=0.5).apply_gradients([(np.ones_like(w.data), w)])
+    assert seen == [optimizers.BLOCK_SIZE + 5] and np.all(w.data == -0.5)
