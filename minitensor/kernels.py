@@ -58,8 +58,8 @@ __all__ = ["train_epoch", "pairwise_sum", "HAVE_BLAS"]
 _JIT = dict(cache=True, error_model="numpy", fastmath=False, nogil=True)
 # The per-layer functions that train_epoch calls every step are inlined into it
 # (inline="always", at Numba's IR level): D (batch size 1) went from 3.8 to 3.0 us per step.
-# Most of what remains is Numba's atomic reference counting of the array views each step
-# creates (about half of D's step, measured with perf): see docs/internals.md.
+# About half of what remains is Numba's atomic reference counting (measured with perf):
+# see docs/internals.md.
 
 #: ``np.dot`` inside Numba calls BLAS through SciPy; without SciPy every layer uses the loops.
 HAVE_BLAS = importlib.util.find_spec("scipy") is not None
