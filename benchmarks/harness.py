@@ -45,7 +45,7 @@ import traceback
 
 import numpy as np
 
-from . import environment, micro
+from . import environment, micro, worker
 from .specs import BASELINE_ENGINE, FLOP_COUNT_NOTE, MODELS, RunConfig, flops_per_row
 
 __all__ = ["run_benchmarks", "SCHEMA", "measure_memory", "epochs_per_round"]
@@ -89,10 +89,11 @@ class _Worker:
             tail = " | ".join(self._stderr.read().strip().splitlines()[-3:])
             raise _WorkerFailed(f"worker exited with {self._proc.returncode}: {tail}")
         message = json.loads(line)
-        if "error" in message:
-            kind = NotImplementedError if message.get("type") == "NotImplementedError" else _WorkerFailed
-            raise kind(f"{message.get('type')}: {message['error']}" if kind is _WorkerFailed else message["error"])
-        return message
+        if "error" not in message:
+            return message
+        if message.get("type") == "NotImplementedError":  # the engine cannot do this: the row is skipped
+            raise NotImplementedError(message["error"])
+        raise _WorkerFailed(f"{message.get('type')}: {message['error']}")
 
     def call(self, **command) -> dict:
         """Send one command and return the worker's answer (raises on an error answer)."""
@@ -122,14 +123,9 @@ class _InProcess:
         self.trainer = make_trainer(engine, model, x, y, seed)
         self.ready = {"ready": True}
 
-    def call(self, cmd: str, epochs: int = 1, preset: bool = False) -> dict:
-        if cmd == "epoch":
-            if preset and self.trainer.spec.subnormal_moments:
-                self.trainer.preset_subnormal_moments()
-            timing = self.trainer.train(epochs)
-            return {"epoch_s": timing.epoch_s, "fit_s": timing.fit_s}
-        return {"fell_back": self.trainer.fell_back, "notes": list(self.trainer.notes),
-                "diagnostics": self.trainer.diagnostics()}
+    def call(self, **command) -> dict:
+        """The trainer's answer to one command, as a worker gives it (without the peak memory)."""
+        return worker.answer(self.trainer, command)
 
     def close(self) -> None:
         self.trainer = None
@@ -139,17 +135,17 @@ def measure_memory(model: str, engine: str, x_path: str, y_path: str, seed: int)
     """Peak RSS of a fresh process training one epoch of ``model`` in ``engine`` on the arrays saved
     at ``x_path`` and ``y_path`` (``.npy``): a :mod:`benchmarks.worker` that trains one epoch and quits."""
     try:
-        worker = _Worker(model, engine, x_path, y_path, seed)
+        child = _Worker(model, engine, x_path, y_path, seed)
     except Exception as error:  # noqa: BLE001
         return {"error": str(error)}
     try:
-        epoch = worker.call(cmd="epoch")
-        return {"peak_rss_mib": epoch["peak_rss_mib"], "setup_rss_mib": worker.ready["setup_rss_mib"],
+        epoch = child.call(cmd="epoch")
+        return {"peak_rss_mib": epoch["peak_rss_mib"], "setup_rss_mib": child.ready["setup_rss_mib"],
                 "source": epoch["source"]}
     except Exception as error:  # noqa: BLE001
         return {"error": str(error)}
     finally:
-        worker.close()
+        child.close()
 
 
 def _summary(values):

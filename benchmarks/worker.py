@@ -39,7 +39,7 @@ import warnings
 
 from .specs import ENGINE_NAMES, MODEL_NAMES
 
-__all__ = ["peak_rss_mib", "serve", "main"]
+__all__ = ["peak_rss_mib", "answer", "serve", "main"]
 
 
 def peak_rss_mib():
@@ -60,19 +60,29 @@ def _error(error: BaseException) -> dict:
     return {"error": str(error), "type": type(error).__name__}
 
 
-def _answer(trainer, command: dict) -> dict:
+def answer(trainer, command: dict) -> dict:
+    """``trainer``'s answer to ``command`` (``epoch`` or ``report``; see the module docstring), without
+    the peak memory; the harness also uses it for engines trained in its own process."""
     name = command.get("cmd")
     if name == "epoch":
         if command.get("preset") and trainer.spec.subnormal_moments:
             trainer.preset_subnormal_moments()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the compiled engine records its own fallback warnings
-            timing = trainer.train(int(command.get("epochs", 1)))
-        peak, source = peak_rss_mib()
-        return {"epoch_s": timing.epoch_s, "fit_s": timing.fit_s, "peak_rss_mib": round(peak, 1), "source": source}
+        timing = trainer.train(int(command.get("epochs", 1)))
+        return {"epoch_s": timing.epoch_s, "fit_s": timing.fit_s}
     if name == "report":
         return {"fell_back": trainer.fell_back, "notes": list(trainer.notes), "diagnostics": trainer.diagnostics()}
     raise ValueError(f"Unknown command {name!r}")
+
+
+def _answer(trainer, command: dict) -> dict:
+    """:func:`answer`, with this process's peak memory after an epoch."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the compiled engine records its own fallback warnings
+        message = answer(trainer, command)
+    if command.get("cmd") == "epoch":
+        peak, source = peak_rss_mib()
+        message.update(peak_rss_mib=round(peak, 1), source=source)
+    return message
 
 
 def serve(trainer, commands, reply) -> None:
