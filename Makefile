@@ -12,7 +12,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --upgrade pip
-	$(VENV)/bin/python -m pip install -e ".[compare,test]"
+	$(VENV)/bin/python -m pip install -e ".[all,test]"
 	touch $(STAMP)
 
 demo: $(STAMP)
