@@ -1,11 +1,12 @@
-# Two entry points for a fresh machine:
+# Entry points for a fresh machine:
 #   make demo  -> set up .venv and run the lesson side by side (minitensor vs tf.keras), writing report/
 #   make test  -> set up .venv and run the whole test suite
+#   make test-thorough -> the same with Hypothesis's `thorough` profile (10x the examples, random)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup clean
+.PHONY: demo test test-thorough setup clean
 
 setup: $(STAMP)
 
@@ -20,6 +21,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
+
+test-thorough: $(STAMP)
+	$(VENV)/bin/python -m pytest --hypothesis-profile thorough
 
 clean:
 	rm -rf $(VENV) report .pytest_cache .hypothesis

@@ -32,8 +32,10 @@ the results:
 Relative difference: ``|a - b| / max(|a|, |b|)`` (0 when both are 0).
 
 Example:
-    >>> float(relative_difference(1.0, 1.000001))
-    9.99999000001e-07
+    >>> float(relative_difference(1.0, 1.25))  # 0.25 / 1.25
+    0.2
+    >>> relative_difference([0.0, 2.0, float("nan")], [0.0, -2.0, 1.0]).tolist()
+    [0.0, 2.0, inf]
 """
 
 from __future__ import annotations

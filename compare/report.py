@@ -51,8 +51,9 @@
       ]
     }
 
-Example:
-    >>> write_report(outcomes, "report", meta={"mode": "parity", "seed": 42})  # doctest: +SKIP
+Usage (``outcomes`` from :func:`compare.engines.run_experiment`, one per experiment)::
+
+    write_report(outcomes, "report", meta={"mode": "parity", "seed": 42})
 """
 
 from __future__ import annotations
