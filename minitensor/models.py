@@ -234,7 +234,8 @@ class Sequential:
             x = Tensor(data_adapter.to_array(x, "x"))
         if not self.built:
             self.build((None, *x.shape[1:]))
-        return self._forward(x, training)[0]
+        y_pred, self._activity_losses = self._forward(x, training)
+        return y_pred
 
     def _forward(self, x: Tensor, training: bool):
         """Outputs and activity penalties (already divided by the batch size, as Keras)."""
@@ -245,6 +246,76 @@ class Sequential:
             if regularizer is not None:
                 activity.append(regularizer(x) / x.dtype.type(len(x.data)))
         return x, activity
+
+    @property
+    def losses(self) -> list:
+        """The regularization penalties, as scalar Tensors (Keras's ``model.losses``).
+
+        First the activity penalties of the model's last call ``model(x)`` (each divided by the
+        batch size, as Keras), then every layer's weight penalties at the current weights. They
+        are part of the graph: ``backward()`` through them reaches the weights.
+
+        Example:
+            >>> from minitensor import regularizers
+            >>> from minitensor.layers import Dense, Input
+            >>> model = Sequential([Input(shape=(2,)), Dense(1, kernel_regularizer=regularizers.l2(0.5))])
+            >>> model.set_weights([np.array([[1.0], [2.0]]), np.zeros(1)])
+            >>> [float(p.item()) for p in model.losses]   # 0.5 * (1 + 4)
+            [2.5]
+        """
+        weight_penalties = [p for layer in self._layers for p in layer.regularization_losses()]
+        return [*getattr(self, "_activity_losses", []), *weight_penalties]
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True) -> Tensor:
+        """The scalar that ``fit`` minimizes for the batch ``(x, y)``, as a Tensor (Keras 3's ``compute_loss``).
+
+        The compiled loss (weighted by ``sample_weight``) plus the activity and weight penalties:
+        ``compute_loss(x, y).backward()`` gives exactly the gradients of a ``fit`` step on that batch,
+        where ``model.loss(y, model(x))`` alone would leave the penalties out.
+
+        Args:
+            x: the inputs, shape ``(batch, ...)``; needed unless ``y_pred`` is given.
+            y: the targets, as ``fit`` takes them.
+            y_pred: the model's outputs for ``x`` (a Tensor). When given, the activity penalties are
+                those of the model's last call (as Keras); when omitted, the model is run on ``x``.
+            sample_weight: optional per-sample weights, shape ``(batch,)``.
+            training: run the layers in training mode (dropout on), as ``fit`` does. Defaults to True.
+
+        Returns:
+            A scalar Tensor that requires grad.
+
+        Example:
+            >>> from minitensor.layers import Dense, Input
+            >>> model = Sequential([Input(shape=(3,)), Dense(1, activation="sigmoid")])
+            >>> model.compile(optimizer="sgd", loss="binary_crossentropy")
+            >>> loss = model.compute_loss(np.ones((4, 3), "float32"), np.ones((4, 1), "float32"))
+            >>> loss.shape, loss.requires_grad
+            ((), True)
+        """
+        self._require_compiled("compute_loss")
+        if training not in (True, False):
+            raise ValueError(f"Expected `training` to be True or False. Received: training={training!r}")
+        if y_pred is None:
+            x = data_adapter.check_x(x, self._input_shape)
+            if not self.built:
+                self.build((None, *x.shape[1:]))
+            n = len(x)
+        else:
+            if not isinstance(y_pred, Tensor):
+                raise TypeError(
+                    "Expected `y_pred` to be a Tensor (the output of model(x)), so that the loss reaches the "
+                    f"weights. Received: y_pred of type {type(y_pred).__name__}"
+                )
+            n = len(y_pred.data)
+        y = data_adapter.check_targets(y, n, self.loss, self.output_shape)
+        weights = data_adapter.sample_weights(sample_weight, None, y, n)
+        if y_pred is None:
+            with fpenv.flush_subnormals():  # as fit computes its steps
+                y_pred, activity = self._forward(Tensor._from_op(x, None), training)
+        else:
+            activity = getattr(self, "_activity_losses", [])
+        with fpenv.flush_subnormals():
+            return self._total_loss(y, y_pred, weights, activity)
 
     def _total_loss(self, y, y_pred: Tensor, sample_weight, activity) -> Tensor:
         """Compiled loss plus activity and weight penalties, summed as Keras's ``compute_loss``."""

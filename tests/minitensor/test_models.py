@@ -528,3 +528,70 @@ def test_training_steps_flush_subnormals_but_callbacks_do_not(jit):
     assert seen["loss"] == ([] if jit else [True, True])
     assert seen["callback"] and not any(seen["callback"])
     assert subnormal * np.float32(1) == subnormal  # and the mode is off after fit
+
+
+# ---------------------------------------------------------------- losses and compute_loss
+def _penalised_model(optimizer):
+    model = Sequential([
+        Input(shape=(5,)),
+        Dense(4, activation="relu", kernel_regularizer=regularizers.l2(0.05), activity_regularizer=regularizers.l1(0.01)),
+        Dense(1, activation="sigmoid", kernel_regularizer=regularizers.l1_l2(0.02, 0.03), bias_regularizer=regularizers.l2(0.1)),
+    ])
+    model.compile(optimizer=optimizer, loss="binary_crossentropy")
+    rng = np.random.default_rng(3)
+    model.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in model.get_weights()])
+    return model
+
+
+def test_compute_loss_is_the_loss_fit_reports_for_a_one_batch_epoch():
+    x, y = binary_data(n=16)
+    weights = np.linspace(0.2, 2.0, 16).astype(np.float32)
+    model = _penalised_model(SGD(learning_rate=0.1))
+    expected = model.compute_loss(x, y, sample_weight=weights).item()
+    history = model.fit(x, y, batch_size=16, epochs=1, shuffle=False, sample_weight=weights, verbose=0)
+    assert history.history["loss"][0] == pytest.approx(expected, rel=1e-7)
+    # the compiled loss alone leaves the penalties out: the test above is not trivially true
+    assert abs(model.loss(y[:, None], model(x), sample_weight=weights).item() - expected) > 1e-3
+
+
+def test_compute_loss_gradient_is_the_update_fit_applies_with_plain_sgd():
+    x, y = binary_data(n=16)
+    weights = np.linspace(0.2, 2.0, 16).astype(np.float32)
+    model = _penalised_model(SGD(learning_rate=0.1))
+    before = model.get_weights()
+    for w in model.weights:
+        w.grad[...] = 0
+    model.compute_loss(x, y, sample_weight=weights).backward()
+    variables = [Tensor(w.copy()) for w in before]
+    SGD(learning_rate=0.1).apply_gradients([(w.grad.copy(), v) for w, v in zip(model.weights, variables)])
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, sample_weight=weights, verbose=0)
+    for fitted, by_hand in zip(model.get_weights(), variables):
+        np.testing.assert_array_equal(fitted, by_hand.data)
+
+
+def test_losses_are_the_penalties_and_compute_loss_adds_them_to_the_loss():
+    x, y = binary_data(n=8)
+    model = _penalised_model("sgd")
+    y_pred = model(x, training=True)
+    penalties = model.losses
+    assert len(penalties) == 1 + 1 + 2  # activity, then kernel of layer 1, kernel and bias of layer 2
+    kernel = model.get_weights()[0]
+    assert penalties[1].item() == pytest.approx(0.05 * float((kernel.astype(np.float64) ** 2).sum()), rel=1e-6)
+    hidden = np.maximum(x @ kernel + model.get_weights()[1], 0)  # only the first layer has an activity penalty
+    assert penalties[0].item() == pytest.approx(0.01 * np.abs(hidden).sum() / len(x), rel=1e-5)
+    total = model.loss(y[:, None], y_pred).item() + sum(p.item() for p in penalties)
+    assert model.compute_loss(x, y, y_pred=y_pred).item() == pytest.approx(total, rel=1e-6)
+
+
+def test_compute_loss_rejects_bad_arguments_before_anything_runs():
+    x, y = binary_data(n=8)
+    model = small_model()
+    with pytest.raises(RuntimeError, match="compile"):
+        model.compute_loss(x, y)
+    model.compile(optimizer="sgd", loss="binary_crossentropy")
+    with pytest.raises(ValueError, match="training"):
+        model.compute_loss(x, y, training="yes")
+    with pytest.raises(TypeError, match="y_pred"):
+        model.compute_loss(x, y, y_pred=np.zeros((8, 1), np.float32))
+    with pytest.raises(ValueError, match="same number of samples"):
+        model.compute_loss(x, y[:5])
