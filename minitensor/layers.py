@@ -17,7 +17,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 import warnings
 
 import numpy as np
@@ -27,7 +29,7 @@ from .identifiers import serialize as _serialize
 from .random import make_generator
 from .tensor import Tensor
 
-__all__ = ["Layer", "InputLayer", "Input", "Dense", "Dropout", "Activation", "get", "deserialize"]
+__all__ = ["Layer", "InputLayer", "Input", "Dense", "Dropout", "Activation", "get", "deserialize", "keep_pre_activations"]
 
 _name_counters: dict[str, int] = {}
 
@@ -270,19 +272,37 @@ class Dense(Layer):
         self.built = True
 
     def call(self, inputs, training=False):
+        """``activation(inputs @ kernel + bias)``, its tensors named ``<name>/pre_activation`` and ``<name>/output``.
+
+        The pre-activation of relu and tanh is computed inside one fused op and not kept,
+        unless the call runs inside :func:`keep_pre_activations` (the same numbers either way).
+        """
         activation = self.activation
         if not self.use_bias:
-            return activation(ops.matmul(inputs, self.kernel))
+            return self._activate(ops.matmul(inputs, self.kernel))
         # relu and tanh fuse with the product into one graph node (the same numbers)
         fused = "relu" if activation is activations.relu else "tanh" if activation is activations.tanh else None
+        if fused and _study.keep_pre_activations:
+            fused = None
         if isinstance(inputs, Tensor) and inputs.data.shape[-1:] == self.kernel.data.shape[:1]:
             # shapes checked: skip the ops' own checks, as this runs every training step
             if fused:
-                return ops.Dense.apply(inputs, self.kernel, self.bias, activation=fused)
-            return activation(ops.Linear.apply(inputs, self.kernel, self.bias))
+                out = ops.Dense.apply(inputs, self.kernel, self.bias, activation=fused)
+                out.name = self.name + "/output"
+                return out
+            return self._activate(ops.Linear.apply(inputs, self.kernel, self.bias))
         if fused:
-            return ops.dense(inputs, self.kernel, self.bias, fused)
-        return activation(ops.linear(inputs, self.kernel, self.bias))
+            out = ops.dense(inputs, self.kernel, self.bias, fused)
+            out.name = self.name + "/output"
+            return out
+        return self._activate(ops.linear(inputs, self.kernel, self.bias))
+
+    def _activate(self, pre_activation):
+        pre_activation.name = self.name + "/pre_activation"
+        out = self.activation(pre_activation)
+        if out is not pre_activation:  # a linear layer's output is its pre-activation
+            out.name = self.name + "/output"
+        return out
 
     def compute_output_shape(self, input_shape):
         return (*tuple(input_shape)[:-1], self.units)
@@ -317,6 +337,39 @@ class Dense(Layer):
         for key in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
             config[key] = regularizers.get(config.get(key))
         return cls(**config)
+
+
+class _StudyMode(threading.local):
+    keep_pre_activations = False
+
+
+_study = _StudyMode()  # per thread, as grad mode
+
+
+@contextlib.contextmanager
+def keep_pre_activations():
+    """Within this block, ``Dense`` layers keep their pre-activation as a tensor of its own.
+
+    A relu or tanh ``Dense`` layer normally computes ``activation(x @ kernel + bias)`` in one
+    fused op that does not keep ``x @ kernel + bias``. Inside this block it computes the
+    pre-activation (named ``<layer>/pre_activation``) and then the activation as two ops:
+    the same numbers, forward and backward, with the pre-activation and its gradient
+    (``retain_grad()``, hooks) open to study. The setting is per thread.
+
+    Example:
+        >>> import numpy as np
+        >>> layer = Dense(2, activation="relu", name="study_dense")
+        >>> with keep_pre_activations():
+        ...     out = layer(np.ones((1, 3), dtype="float32"))
+        >>> out.name
+        'study_dense/output'
+    """
+    previous = _study.keep_pre_activations
+    _study.keep_pre_activations = True
+    try:
+        yield
+    finally:
+        _study.keep_pre_activations = previous
 
 
 class Dropout(Layer):
