@@ -407,7 +407,9 @@ class Dropout(Layer):
         if self.noise_shape is not None:
             mask_shape = tuple(d if n is None else n for d, n in zip(inputs.shape, self.noise_shape))
         keep = self._rng.random(mask_shape) >= self.rate
-        return ops.dropout(inputs, self.rate, keep=keep)
+        out = ops.dropout(inputs, self.rate, keep=keep)
+        out.name = self.name + "/output"
+        return out
 
     def get_config(self):
         config = super().get_config()
@@ -429,7 +431,10 @@ class Activation(Layer):
         self.activation = activations.get(activation)
 
     def call(self, inputs, training=False):
-        return self.activation(inputs)
+        out = self.activation(inputs)
+        if out is not inputs:
+            out.name = self.name + "/output"
+        return out
 
     def get_config(self):
         config = super().get_config()
