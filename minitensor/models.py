@@ -707,7 +707,16 @@ class Sequential:
         return model
 
     def save(self, filepath) -> None:
-        """Save config, weights and optimizer state to one file (see :mod:`minitensor.saving`)."""
+        """Save config, weights and optimizer state to one file (see :mod:`minitensor.saving`).
+
+        A path ending in ``.keras`` is written as a Keras 3 ``.keras`` file instead
+        (see :mod:`minitensor.keras_format`; needs ``pip install "minitensor[keras-files]"``).
+        """
+        if str(filepath).endswith(".keras"):
+            from .keras_format import save_model as save_keras
+
+            save_keras(self, filepath)
+            return
         from .saving import save_model
 
         save_model(self, filepath)
@@ -749,7 +758,15 @@ _CHUNK_BYTES = 1 << 20  # rows of x gathered at once when shuffling
 
 
 def load_model(filepath) -> Sequential:
-    """Load a model written by ``Sequential.save`` (see :mod:`minitensor.saving`)."""
+    """Load a model written by ``Sequential.save`` (see :mod:`minitensor.saving`).
+
+    A path ending in ``.keras`` is read as a Keras 3 ``.keras`` file, from Keras or from
+    ``save`` (see :mod:`minitensor.keras_format`).
+    """
+    if str(filepath).endswith(".keras"):
+        from .keras_format import load_model as load_keras
+
+        return load_keras(filepath)
     from .saving import load_model as _load
 
     return _load(filepath)
