@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-keras = pytest.importorskip("keras")
+import keras  # noqa: E402
 
 from minitensor import optimizers as mt_optimizers, regularizers as mt_regularizers  # noqa: E402
 from minitensor.callbacks import EarlyStopping as MtEarlyStopping  # noqa: E402

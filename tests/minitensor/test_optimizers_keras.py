@@ -14,8 +14,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-keras = pytest.importorskip("keras")
-tf = pytest.importorskip("tensorflow")
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from minitensor import Tensor, fpenv, optimizers  # noqa: E402
 

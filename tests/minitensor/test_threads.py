@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
+import scipy  # noqa: F401  (its BLAS is one the thread limit must reach)
+import threadpoolctl
 
 from minitensor import threads
 from minitensor.layers import Dense, Input
 from minitensor.models import Sequential
-
-threadpoolctl = pytest.importorskip("threadpoolctl")
 
 
 def blas_threads_in_use():
@@ -28,7 +28,6 @@ def test_one_thread_suffices_for_mid_sized_products_only(macs, expected):
 
 
 def test_the_limit_reaches_numpys_and_scipys_blas_and_is_undone():
-    pytest.importorskip("scipy")
     before = blas_threads_in_use()
     with threads.blas_threads(1):
         inside = blas_threads_in_use()
