@@ -7,10 +7,12 @@ An op subclasses :class:`Op`, sets ``name`` and implements
   that input's shape with :func:`unbroadcast`.
 
 Non-differentiable arguments (axes, exponents, masks, labels) are keyword
-parameters, set on the op before ``forward``. Every subclass is registered in
-:data:`OPS` by name, so the tests can enumerate them and a new op cannot skip its
-gradient check. Call ops through the functions at the bottom of this module (or
-Tensor operators), not through the classes.
+parameters, set on the op before ``forward``. Every op of this module is registered
+in :data:`OPS` by name, so the tests can enumerate them and a new op cannot skip its
+gradient check; an op defined elsewhere is registered only when it asks to
+(``class MyOp(Op, register=True)``). Call ops through the functions at the bottom of
+this module (or Tensor operators), not through the classes. ``docs/custom-ops.md``
+shows how to write and test a new op.
 
 Example:
     >>> from minitensor import Tensor, ops
@@ -75,16 +77,49 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
 class Op:
     """Base class of a differentiable operation (one node of the graph).
 
+    A subclass sets ``name`` (a short readable name such as ``"relu"``; the class name
+    when left out) and implements ``forward`` and ``backward``. Ops of this module are
+    registered in :data:`OPS` under their name; pass ``register=True`` in the class
+    statement to register an op defined elsewhere (``register=False`` to keep one of
+    this module out).
+
     Attributes:
-        inputs: the input Tensors, in order (set by :meth:`apply`).
+        name: the op's name, shown by ``repr`` of its outputs and by graph drawings.
+        inputs: the input Tensors, in order (set by :meth:`apply` when the op is
+            recorded in the graph).
+
+    Example:
+        >>> from minitensor import Tensor, ops
+        >>> y = ops.relu(Tensor(np.ones((32, 12)), requires_grad=True))
+        >>> y.op
+        relu(input shapes: (32, 12))
+        >>> y.op.name, y.op.inputs[0].shape
+        ('relu', (32, 12))
     """
 
     name: str = ""
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, register=None, **kwargs):
         super().__init_subclass__(**kwargs)
-        if cls.name:
+        if not cls.__dict__.get("name"):
+            cls.name = cls.__name__
+        if register is None:
+            register = cls.__module__ == __name__
+        if register:
+            known = OPS.get(cls.name)
+            if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+                raise ValueError(
+                    f"Expected a new name for the op class {cls.__qualname__}: an op named {cls.name!r} is already "
+                    f"registered ({known.__module__}.{known.__qualname__}). Received: name={cls.name!r}"
+                )
             OPS[cls.name] = cls
+
+    def __repr__(self) -> str:
+        inputs = self.__dict__.get("inputs")
+        if inputs is None:
+            return f"{self.name}(not recorded in a graph)"
+        shapes = ", ".join(str(t.shape) for t in inputs)
+        return f"{self.name}(input shapes: {shapes})"
 
     def forward(self, *arrays):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -7,7 +7,12 @@ reverse topological order, calling each op's gradient rule (see ``ops.py``).
 
 Gradients **accumulate** in ``.grad`` of leaf tensors across ``backward()`` calls,
 as in PyTorch: call ``zero_grad()`` (or set ``.grad = None``) between steps.
-Only leaves (tensors not produced by an op) keep a ``.grad``.
+Only leaves (tensors not produced by an op) keep a ``.grad``, unless a non-leaf asks
+for it with ``retain_grad()``. ``register_hook(fn)`` shows (or replaces) a tensor's
+gradient while ``backward()`` runs.
+
+The graph is public: ``t.op`` is the op that made ``t`` (``None`` for a leaf),
+``t.inputs`` the tensors that op was applied to, ``t.is_leaf`` whether it has no op.
 
 Example:
     >>> import minitensor as mt
@@ -20,9 +25,11 @@ Example:
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
-__all__ = ["Tensor", "no_grad", "is_grad_enabled", "as_tensor"]
+__all__ = ["Tensor", "no_grad", "is_grad_enabled", "as_tensor", "RemovableHandle"]
 
 _grad_enabled = True
 
@@ -105,7 +112,11 @@ class Tensor:
     Attributes:
         data: the values, an ``np.ndarray``.
         grad: the accumulated gradient (same shape), or ``None`` before any backward.
+            Kept for leaves, and for non-leaves that called :meth:`retain_grad`.
         requires_grad: see above.
+        name: an optional label (``None`` by default), shown by ``repr`` and graph drawings.
+        op: the op that made this tensor, ``None`` for a leaf (see :attr:`op`).
+        inputs: the tensors ``op`` was applied to, ``()`` for a leaf.
 
     Example:
         >>> w = Tensor([[1.0, 2.0]], requires_grad=True)
@@ -116,7 +127,7 @@ class Tensor:
         array([[3., 4.]], dtype=float32)
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "name", "_op", "_keras_logits", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "name", "_op", "_keras_logits", "_hooks", "__weakref__")
     __array_ufunc__ = None  # make `ndarray + Tensor` call Tensor.__radd__
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
@@ -126,6 +137,7 @@ class Tensor:
         self.name = None
         self._op = None
         self._keras_logits = None
+        self._hooks = None  # a _Hooks once register_hook() or retain_grad() is called
 
     @classmethod
     def _from_op(cls, data: np.ndarray, op) -> "Tensor":
@@ -135,6 +147,7 @@ class Tensor:
         out.grad = None
         out.name = None
         out._keras_logits = None
+        out._hooks = None
         out.requires_grad = op is not None
         out._op = op
         return out
@@ -164,7 +177,43 @@ class Tensor:
 
     @property
     def is_leaf(self) -> bool:
+        """Whether this tensor was not made by a recorded op (a leaf of the graph).
+
+        Example:
+            >>> x = Tensor([1.0], requires_grad=True)
+            >>> x.is_leaf, (x * 2).is_leaf
+            (True, False)
+        """
         return self._op is None
+
+    @property
+    def op(self):
+        """The :class:`~minitensor.ops.Op` that made this tensor, or ``None`` for a leaf.
+
+        Only ops recorded in the graph are kept: under ``no_grad()``, or when no input
+        requires grad, the result is a leaf.
+
+        Example:
+            >>> x = Tensor([[1.0, -2.0]], requires_grad=True)
+            >>> y = x * 2
+            >>> y.op
+            mul(input shapes: (1, 2), ())
+            >>> y.op.name, x.op is None
+            ('mul', True)
+        """
+        return self._op
+
+    @property
+    def inputs(self) -> tuple:
+        """The tensors :attr:`op` was applied to, in order (``()`` for a leaf).
+
+        Example:
+            >>> x = Tensor([1.0], requires_grad=True)
+            >>> y = x * 3
+            >>> y.inputs[0] is x, y.inputs[1].item()
+            (True, 3.0)
+        """
+        return () if self._op is None else tuple(self._op.inputs)
 
     def numpy(self) -> np.ndarray:
         """Return the underlying array (not a copy)."""
@@ -193,27 +242,124 @@ class Tensor:
         return float(self.item())
 
     def __repr__(self) -> str:
-        grad = ", requires_grad=True" if self.requires_grad else ""
+        """The values, then shape, dtype, name (when set), op (for a non-leaf) and requires_grad.
+
+        Example:
+            >>> x = Tensor([1.0, -2.0], requires_grad=True)
+            >>> x.name = "x"
+            >>> x * 2
+            Tensor([ 2., -4.], shape=(2,), dtype=float32, op=mul, requires_grad=True)
+            >>> x
+            Tensor([ 1., -2.], shape=(2,), dtype=float32, name='x', requires_grad=True)
+        """
         body = np.array2string(self.data, separator=", ", prefix="Tensor(")
-        return f"Tensor({body}, dtype={self.dtype}{grad})"
+        parts = [body, f"shape={self.shape}", f"dtype={self.dtype}"]
+        if self.name is not None:
+            parts.append(f"name={self.name!r}")
+        if self._op is not None:
+            parts.append(f"op={self._op.name}")
+        if self.requires_grad:
+            parts.append("requires_grad=True")
+        return f"Tensor({', '.join(parts)})"
+
+    # ----------------------------------------------------- study: hooks, retain
+    def retain_grad(self) -> None:
+        """Keep this non-leaf tensor's gradient in ``.grad`` after ``backward()`` (as PyTorch).
+
+        Like a leaf's, the kept gradient accumulates over ``backward()`` calls. On a leaf
+        this does nothing (leaves keep theirs anyway). The gradient kept is the one after
+        any hooks registered with :meth:`register_hook` replaced it.
+
+        Raises:
+            RuntimeError: if the tensor does not require grad.
+
+        Example:
+            >>> x = Tensor([1.0, 2.0], requires_grad=True)
+            >>> h = x * 3
+            >>> h.retain_grad()
+            >>> (h * h).sum().backward()
+            >>> h.grad
+            array([ 6., 12.], dtype=float32)
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "retain_grad() needs a tensor that requires grad (one that backward() reaches). "
+                "Received: a tensor with requires_grad=False"
+            )
+        if self._op is None:
+            return
+        if self._hooks is None:
+            self._hooks = _Hooks()
+        self._hooks.retain = True
+
+    def register_hook(self, fn) -> "RemovableHandle":
+        """Call ``fn(grad)`` with this tensor's gradient each time ``backward()`` computes it.
+
+        ``grad`` is a read-only array of this tensor's shape: the whole gradient of the
+        tensor ``backward()`` started from with respect to this one, summed over every
+        use. If ``fn`` returns an array, it replaces the gradient: ops below this tensor,
+        and ``.grad`` of a leaf, receive it instead (as PyTorch's ``register_hook``).
+        Hooks run in the order they were registered, each on the previous one's result.
+        On a leaf, the hook sees the gradient of this ``backward()`` before it is added
+        to ``.grad``.
+
+        Args:
+            fn: a callable taking one array and returning ``None`` or an array of the same shape.
+
+        Returns:
+            A :class:`RemovableHandle`; its ``remove()`` unregisters ``fn``.
+
+        Raises:
+            TypeError: if ``fn`` is not callable.
+            RuntimeError: if the tensor does not require grad.
+
+        Example:
+            >>> x = Tensor([1.0, 2.0], requires_grad=True)
+            >>> h = x * 3
+            >>> seen = []
+            >>> handle = h.register_hook(lambda g: seen.append(g.copy()))
+            >>> double = x.register_hook(lambda g: 2 * g)
+            >>> h.sum().backward()
+            >>> seen[0], x.grad
+            (array([1., 1.], dtype=float32), array([6., 6.], dtype=float32))
+            >>> handle.remove(); double.remove()
+        """
+        if not callable(fn):
+            raise TypeError(f"Expected a callable for `fn` in register_hook. Received: fn of type {type(fn).__name__}")
+        if not self.requires_grad:
+            raise RuntimeError(
+                "register_hook() needs a tensor that requires grad (one that backward() reaches). "
+                "Received: a tensor with requires_grad=False"
+            )
+        if self._hooks is None:
+            self._hooks = _Hooks()
+        return self._hooks.add(fn)
 
     # --------------------------------------------------------------- backward
-    def backward(self, grad=None) -> None:
+    def backward(self, grad=None, create_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into ``.grad`` of every leaf that requires grad.
 
         Args:
             grad: the upstream gradient, same shape as ``self``. May be omitted
                 only when ``self`` has exactly one element (it defaults to 1).
+            create_graph: must be ``False``: higher-order gradients (a graph of the
+                backward pass itself) are out of minitensor's scope.
 
         Raises:
             ValueError: if ``self`` does not require grad, or is not a scalar and
                 no ``grad`` is given, or ``grad`` has the wrong shape.
+            NotImplementedError: if ``create_graph`` is true.
 
         Example:
             >>> x = Tensor([1.0, 2.0], requires_grad=True)
             >>> (x * 3).backward(np.ones(2, dtype=np.float32)); x.grad
             array([3., 3.], dtype=float32)
         """
+        if create_graph:
+            raise NotImplementedError(
+                "backward(create_graph=True): higher-order gradients (differentiating a gradient) "
+                "are out of minitensor's scope; backward() computes first-order gradients only"
+            )
         if not self.requires_grad:
             raise ValueError(
                 "Expected a tensor that requires grad for backward(): it must come from an op on a tensor "
@@ -236,6 +382,8 @@ class Tensor:
                 )
 
         if self._op is None:  # a leaf: its gradient is the upstream one
+            if self._hooks is not None:
+                grad = self._hooks.run(self, grad)
             _accumulate_leaf(self, grad)
             return
         _backpropagate(self, grad)
@@ -415,6 +563,8 @@ def _backpropagate(root: Tensor, grad: np.ndarray) -> None:
         g = grads.pop(id(node), None)
         if g is None:
             continue
+        if node._hooks is not None:
+            g = node._hooks.run(node, g)
         op = node._op
         for parent, parent_grad in zip(op.inputs, op.backward(g)):
             if parent_grad is None or not parent.requires_grad:
@@ -429,7 +579,10 @@ def _backpropagate(root: Tensor, grad: np.ndarray) -> None:
                 # never add in place: an op may hand the same array to several inputs
                 grads[key] = previous + parent_grad
     for leaf in leaves:
-        g, current = grads[id(leaf)], leaf.grad
+        g = grads[id(leaf)]
+        if leaf._hooks is not None:
+            g = leaf._hooks.run(leaf, g)
+        current = leaf.grad
         if current is not None and g.shape == leaf.data.shape:
             current += g  # in place, so a .grad that is a view into a flat buffer stays one
         else:
@@ -443,3 +596,84 @@ def _accumulate_leaf(leaf: Tensor, grad: np.ndarray) -> None:
         leaf.grad = np.array(grad, dtype=leaf.data.dtype, copy=True)
     else:
         leaf.grad += grad
+
+
+class RemovableHandle:
+    """What :meth:`Tensor.register_hook` returns: ``remove()`` unregisters the hook.
+
+    Removing twice is harmless.
+
+    Example:
+        >>> x = Tensor([1.0], requires_grad=True)
+        >>> handle = x.register_hook(lambda g: g * 10)
+        >>> handle.remove()
+        >>> (x * 2).sum().backward(); x.grad
+        array([2.], dtype=float32)
+    """
+
+    __slots__ = ("_fns", "_key")
+
+    def __init__(self, fns: dict, key: int):
+        self._fns, self._key = fns, key
+
+    def remove(self) -> None:
+        """Unregister the hook (it is not called by later ``backward()`` passes)."""
+        self._fns.pop(self._key, None)
+
+
+class _Hooks:
+    """A tensor's hooks (in registration order) and whether it retains its gradient."""
+
+    __slots__ = ("fns", "retain")
+    _keys = itertools.count()
+
+    def __init__(self):
+        self.fns = {}
+        self.retain = False
+
+    def add(self, fn) -> RemovableHandle:
+        key = next(self._keys)
+        self.fns[key] = fn
+        return RemovableHandle(self.fns, key)
+
+    def run(self, tensor: Tensor, grad: np.ndarray) -> np.ndarray:
+        """Pass ``grad`` through the hooks, then keep it in ``.grad`` if asked to."""
+        shape = tensor.data.shape
+        if grad.shape != shape:
+            grad = np.broadcast_to(grad, shape)
+        for fn in list(self.fns.values()):
+            view = grad.view()
+            view.flags.writeable = False  # a hook must return a new gradient, not edit the shared one
+            result = fn(view)
+            if result is None:
+                continue
+            if isinstance(result, Tensor):
+                result = result.data
+            try:
+                result = np.asarray(result, dtype=grad.dtype)
+            except (TypeError, ValueError):
+                result = None
+            if result is None or result.shape != shape:
+                received = "a value that is not an array" if result is None else f"shape {result.shape}"
+                raise ValueError(
+                    f"Expected the hook {_describe_fn(fn)} on {_describe_tensor(tensor)} to return None or a "
+                    f"gradient of the tensor's shape {shape}. Received: {received}"
+                )
+            grad = result
+        if self.retain and tensor._op is not None:
+            if tensor.grad is None:
+                tensor.grad = np.array(grad, dtype=tensor.data.dtype, copy=True)
+            else:
+                tensor.grad += grad
+        return grad
+
+
+def _describe_fn(fn) -> str:
+    return repr(getattr(fn, "__qualname__", None) or type(fn).__name__)
+
+
+def _describe_tensor(tensor: Tensor) -> str:
+    """``tensor 'name' (shape, made by op)``, for error messages."""
+    name = f" {tensor.name!r}" if tensor.name is not None else ""
+    made = "a leaf" if tensor._op is None else f"made by {tensor._op.name}"
+    return f"tensor{name} of shape {tensor.data.shape} ({made})"

@@ -372,6 +372,56 @@ def test_every_registered_op_has_a_case():
 
 
 @pytest.mark.parametrize("name", sorted(ops.OPS))
+def test_every_registered_op_has_a_readable_name(name):
+    assert re.fullmatch(r"[a-z][a-z0-9_]*", name), name
+
+
+def test_an_op_prints_as_its_name_and_input_shapes():
+    x = Tensor(np.ones((32, 12)), requires_grad=True)
+    assert repr(ops.relu(x).op) == "relu(input shapes: (32, 12))"
+    kernel, bias = Tensor(np.ones((12, 8)), requires_grad=True), Tensor(np.zeros(8), requires_grad=True)
+    assert repr(ops.linear(x, kernel, bias).op) == "linear(input shapes: (32, 12), (12, 8), (8,))"
+    assert repr(ops.Relu()) == "relu(not recorded in a graph)"
+
+
+def test_an_op_class_without_a_name_is_named_after_its_class_and_not_registered():
+    class Twice(ops.Op):
+        def forward(self, a):
+            return 2 * a
+
+        def backward(self, g):
+            return (2 * g,)
+
+    assert Twice.name == "Twice" and "Twice" not in ops.OPS
+    out = Twice.apply(Tensor([1.0], requires_grad=True))
+    assert repr(out.op) == "Twice(input shapes: (1,))" and "op=Twice" in repr(out)
+
+
+def test_ops_defined_outside_minitensor_register_only_when_asked(monkeypatch):
+    monkeypatch.setattr(ops, "OPS", dict(ops.OPS))  # keep the real registry as it is
+
+    class Halve(ops.Op):
+        name = "halve"
+
+    assert "halve" not in ops.OPS
+
+    class HalveRegistered(ops.Op, register=True):
+        name = "halve"
+
+    assert ops.OPS["halve"] is HalveRegistered
+
+
+def test_registering_a_second_op_under_a_taken_name_is_an_error(monkeypatch):
+    monkeypatch.setattr(ops, "OPS", dict(ops.OPS))
+    with pytest.raises(ValueError, match=r"new name for the op class .*MyRelu.*'relu' is already registered.*minitensor\.ops\.Relu"):
+
+        class MyRelu(ops.Op, register=True):
+            name = "relu"
+
+    assert ops.OPS["relu"] is ops.Relu
+
+
+@pytest.mark.parametrize("name", sorted(ops.OPS))
 def test_registry_names_match_classes_and_functions(name):
     assert ops.OPS[name].name == name
     assert issubclass(ops.OPS[name], ops.Op)

@@ -127,6 +127,45 @@ def test_repr_names_dtype_and_requires_grad():
     assert "requires_grad" not in repr(Tensor([1.0]))
 
 
+def test_repr_shows_values_shape_dtype_name_and_op():
+    x = Tensor(np.array([[1.0, -2.0]]), requires_grad=True)
+    x.name = "inputs"
+    assert repr(x) == "Tensor([[ 1., -2.]], shape=(1, 2), dtype=float64, name='inputs', requires_grad=True)"
+    y = ops.relu(x)
+    assert repr(y) == "Tensor([[1., 0.]], shape=(1, 2), dtype=float64, op=relu, requires_grad=True)"
+    y.name = "dense_1/output"
+    assert "name='dense_1/output', op=relu" in repr(y)
+    assert "op=" not in repr(Tensor([1.0])) and "name=" not in repr(Tensor([1.0]))
+
+
+def test_op_inputs_and_is_leaf_expose_the_graph():
+    x = Tensor([[1.0, 2.0]], requires_grad=True)
+    w = Tensor([[3.0], [4.0]], requires_grad=True)
+    y = x @ w
+    z = ops.relu(y) * 2.0
+    assert x.is_leaf and x.op is None and x.inputs == ()
+    assert not y.is_leaf and isinstance(y.op, ops.MatMul) and y.op.name == "matmul"
+    assert isinstance(y.inputs, tuple) and y.inputs[0] is x and y.inputs[1] is w
+    assert z.op.name == "mul" and z.inputs[0].op.name == "relu" and z.inputs[0].inputs[0] is y
+    assert z.inputs[1].is_leaf and z.inputs[1].item() == 2.0  # a constant, wrapped as a leaf
+    assert y.op.inputs[0] is x  # the op's own attribute, which inputs mirrors
+
+
+def test_results_that_need_no_gradient_are_leaves_without_op():
+    x = Tensor([1.0, 2.0])
+    assert (x * 2).op is None and (x * 2).inputs == () and (x * 2).is_leaf
+    with no_grad():
+        y = Tensor([1.0], requires_grad=True) * 2
+    assert y.op is None and y.is_leaf
+
+
+def test_backward_with_create_graph_says_higher_order_gradients_are_out_of_scope():
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(NotImplementedError, match="higher-order gradients.*out of minitensor's scope"):
+        (x * x).sum().backward(create_graph=True)
+    assert x.grad is None
+
+
 def test_method_shortcuts_match_numpy():
     a = np.arange(24, dtype=np.float64).reshape(2, 3, 4) / 7
     t = Tensor(a)
