@@ -4,6 +4,7 @@ import json
 import warnings
 
 import numpy as np
+import pandas
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
@@ -330,11 +331,26 @@ def test_fit_before_compile_and_unknown_fit_kwarg():
         compiled().fit(*binary_data(), nb_epoch=3)
 
 
-def test_lists_and_pandas_are_accepted():
-    x, y = binary_data(n=8)
-    compiled().fit(x.tolist(), y.tolist(), epochs=1, verbose=0)
-    pandas = pytest.importorskip("pandas")
-    compiled().fit(pandas.DataFrame(x), pandas.Series(y), epochs=1, verbose=0)
+def test_lists_and_pandas_give_the_same_training_as_arrays():
+    x, y = binary_data(n=40)
+    x_val, y_val = binary_data(n=10, seed=1)
+
+    def run(convert_x, convert_y):
+        minitensor.set_random_seed(5)
+        model = compiled(optimizer="adam")
+        history = model.fit(convert_x(x), convert_y(y), epochs=3, batch_size=8, verbose=0,
+                            validation_data=(convert_x(x_val), convert_y(y_val)))
+        return history.history, model.get_weights(), model.predict(convert_x(x_val), verbose=0)
+
+    arrays = run(np.asarray, np.asarray)
+    assert len(arrays[0]["loss"]) == 3 and arrays[0]["loss"][-1] < arrays[0]["loss"][0]
+    for convert_x, convert_y in [(lambda a: a.tolist(), lambda a: a.tolist()),
+                                 (pandas.DataFrame, pandas.Series),
+                                 (lambda a: pandas.DataFrame(a.astype(np.float64)), lambda a: pandas.Series(a.astype(int)))]:
+        history, weights, predictions = run(convert_x, convert_y)
+        assert history == arrays[0]  # bit-identical: the inputs become the same float32 arrays
+        assert all(np.array_equal(a, b) for a, b in zip(weights, arrays[1]))
+        np.testing.assert_array_equal(predictions, arrays[2])
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered")
