@@ -5,7 +5,7 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from minitensor import Tensor, gradcheck, regularizers
-from minitensor.layers import Activation, Dense, Dropout, Input, InputLayer, deserialize
+from minitensor.layers import Activation, Dense, Dropout, Input, InputLayer, deserialize, keep_pre_activations
 
 
 def test_dense_builds_keras_shapes_and_computes_affine_map():
@@ -146,3 +146,63 @@ def test_dense_names_both_shapes_for_inputs_of_the_wrong_width():
     for inputs in (Tensor(np.ones((2, 5))), np.ones((2, 5))):
         with pytest.raises(ValueError, match=r"last dimension 4 .*inputs.shape=\(2, 5\)"):
             layer.call(inputs)
+
+
+# ---------------------------------------------------------------- named outputs, study mode
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_dense_names_its_output_and_in_study_mode_its_pre_activation(activation, use_bias):
+    layer = Dense(3, activation=activation, use_bias=use_bias)
+    x = Tensor(np.ones((2, 4), np.float32))
+    assert layer(x).name == f"{layer.name}/output"
+    with keep_pre_activations():
+        out = layer(x)
+    assert out.name == f"{layer.name}/output"
+    assert [t.name for t in out.inputs] == [f"{layer.name}/pre_activation"]
+
+
+def test_a_linear_dense_output_is_its_pre_activation():
+    layer = Dense(3)
+    assert layer(np.ones((2, 4), np.float32)).name == f"{layer.name}/pre_activation"
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_keep_pre_activations_gives_the_fused_op_numbers_forward_and_backward(activation):
+    rng = np.random.default_rng(0)
+    layer = Dense(5, activation=activation)
+    layer.build((None, 4))
+    layer.set_weights([rng.normal(size=(4, 5)).astype(np.float32), rng.normal(size=5).astype(np.float32)])
+    x = Tensor(rng.normal(size=(6, 4)).astype(np.float32), requires_grad=True)
+    upstream = rng.normal(size=(6, 5)).astype(np.float32)
+
+    def run():
+        for t in (x, layer.kernel, layer.bias):
+            t.grad = None
+        out = layer(x)
+        out.backward(upstream)
+        return out, [t.grad.copy() for t in (x, layer.kernel, layer.bias)]
+
+    fused_out, fused_grads = run()
+    with keep_pre_activations():
+        split_out, split_grads = run()
+    assert len(fused_out.inputs) == 3 and len(split_out.inputs) == 1  # one fused node, then two
+    np.testing.assert_array_equal(fused_out.data, split_out.data)
+    for a, b in zip(fused_grads, split_grads):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_keep_pre_activations_ends_with_its_block_and_holds_for_its_thread_only():
+    import threading
+
+    layer = Dense(2, activation="relu")
+    x = np.ones((1, 3), np.float32)
+    seen = {}
+    with keep_pre_activations():
+        thread = threading.Thread(target=lambda: seen.update(other=layer(x)))
+        thread.start()
+        thread.join()
+        inside = layer(x)
+    after = layer(x)
+    assert len(seen["other"].inputs) == 3  # another thread still fuses
+    assert len(inside.inputs) == 1
+    assert len(after.inputs) == 3
