@@ -426,6 +426,33 @@ class CallbackList(Callback):
             callback.on_predict_end(logs)
 
 
+def batch_hook_overrides(callbacks, phase="train") -> list:
+    """``(callback, hook name)`` for each per-batch hook of ``phase`` that a callback overrides.
+
+    A :class:`ProgbarLogger` (the class itself, not a subclass) is left out: its batch
+    hooks only redraw the bar. Training loops that do not call batch hooks after every
+    batch use this to name what they would skip.
+
+    Args:
+        callbacks: a list of callbacks (nested lists allowed).
+        phase: ``"train"``, ``"test"`` or ``"predict"``.
+
+    Example:
+        >>> class EveryBatch(Callback):
+        ...     def on_train_batch_end(self, batch, logs=None):
+        ...         pass
+        >>> [(type(c).__name__, name) for c, name in batch_hook_overrides([EveryBatch(), History()])]
+        [('EveryBatch', 'on_train_batch_end')]
+    """
+    return [
+        (callback, name)
+        for callback in _flatten_callbacks(callbacks)
+        if type(callback) is not ProgbarLogger
+        for name in _BATCH_HOOKS[phase]
+        if callback._uses_hook(name)
+    ]
+
+
 def _flatten_callbacks(callbacks):
     if callbacks is None:
         return []

@@ -29,12 +29,22 @@ masks (drawn here, before the kernel, from each Dropout layer's generator in the
 path's order: per batch, per layer), same formulas in float32, the loss tracker and metrics
 left in the state the reference path leaves them, the optimizer's slots and ``iterations``
 updated in place (so ``get_state``, saving and a later reference-path epoch continue exactly),
-and a non-finite batch loss stops before that batch's update. Results agree with the
+and a non-finite batch loss or update stops before that batch's update. Results agree with the
 reference path to float32 round-off (matrix products sum in another order); the optimizer
 flushes subnormal products to zero (see :mod:`minitensor.kernels`).
 
-Differences a user can see: callbacks' per-batch hooks are not called inside an epoch
-(``fit`` calls ``on_train_batch_end`` once, after the epoch's last step), and the
+Callbacks: no Python runs between the steps of a compiled epoch, so a callback that
+overrides a per-batch training hook (``on_train_batch_begin``/``_end``, ``on_batch_begin``/``_end``)
+makes ``fit`` fall back to the reference path, where every hook runs at every step (and may
+stop training or raise). History, EarlyStopping and the progress bar keep the compiled path;
+the bar's ``on_train_batch_end`` is called once, after the epoch's last step.
+
+Faults: a non-finite loss, or an update that would make a weight or slot non-finite, stops
+before that step, as on the reference path (the update is checked, and undone, inside the
+kernel). A Ctrl-C reaches Python only when the kernel returns; it is held back until the
+model and optimizer reflect the steps taken, so they always match a whole number of steps.
+
+Differences a user can see: the progress bar jumps to the end of each epoch, and the
 ``from_logits`` / single-class warnings of the losses are given once per ``fit`` instead of
 once per step.
 
@@ -58,7 +68,7 @@ import warnings
 
 import numpy as np
 
-from . import fpenv
+from . import fpenv, interrupts
 
 __all__ = ["build_plan", "CompiledPlan", "BLAS_MIN_MACS"]
 
@@ -81,14 +91,15 @@ class _Unsupported(Exception):
     """A model feature the compiled path does not implement (the message says which)."""
 
 
-def build_plan(model):
+def build_plan(model, callbacks=()):
     """Return ``(plan, None)`` for a model the kernels support, else ``(None, reason)``.
 
-    Called by ``fit`` after it resolved the metrics and prepared the optimizer. Building a
-    plan imports Numba (compiling the kernels on the first epoch, or loading them from the
-    on-disk cache); nothing is changed on the model.
+    Called by ``fit`` after it resolved the metrics and prepared the optimizer, with the
+    callbacks it was given. Building a plan imports Numba (compiling the kernels on the
+    first epoch, or loading them from the on-disk cache); nothing is changed on the model.
     """
     try:
+        _check_callbacks(callbacks)
         spec = _analyse(model)
     except _Unsupported as reason:
         return None, str(reason)
@@ -123,6 +134,23 @@ def _regularizer_factors(reg, what):
     if kind is regularizers.L1L2:
         return np.float32(reg.l1), np.float32(reg.l2)
     raise _Unsupported(f"the {what} {type(reg).__name__} is not supported by the compiled path (L1, L2, L1L2 are)")
+
+
+def _check_callbacks(callbacks) -> None:
+    """A compiled epoch calls no callback between its steps: a callback with batch hooks needs the reference path.
+
+    Only the progress bar (whose batch hook merely redraws it) is left to see the epoch's
+    last step alone.
+    """
+    from .callbacks import batch_hook_overrides
+
+    overrides = batch_hook_overrides(callbacks)
+    if overrides:
+        callback, name = overrides[0]
+        raise _Unsupported(
+            f"the callback {type(callback).__name__} overrides {name}, and the compiled path calls no callback "
+            "between the steps of an epoch"
+        )
 
 
 def _analyse(model) -> dict:
@@ -339,6 +367,7 @@ class CompiledPlan:
         self._mstate = np.zeros((len(spec["metrics"]), 2), dtype=np.float32)
         self._tracker = np.zeros(2, dtype=np.float32)
         self._status = np.zeros(2, dtype=np.float64)
+        self._undo = np.zeros(4 * model._flat_params.size, dtype=np.float32)
         self._hyper = np.zeros(kernels.H_N, dtype=np.float32)
         self._flags = np.zeros(kernels.F_N, dtype=np.int64)
         self.blas_layers = []
@@ -534,11 +563,17 @@ class CompiledPlan:
 
     # ------------------------------------------------------------------ one epoch
     def train_epoch(self, x, y, sample_weight, order, batch_size) -> bool:
-        """Run one epoch in compiled code. Returns False when a non-finite loss stopped training."""
+        """Run one epoch in compiled code. Returns False when a non-finite loss or update stopped training.
+
+        The kernel runs without a pause for Python, so a Ctrl-C arrives when it returns; it is
+        held back until the model, its metrics and optimizer reflect the steps taken, then raised.
+        """
         k = self._k
         model = self.model
         spec = self.spec
         n = len(x)
+        # the working memory holds one batch: of the rows there are, not of the size asked for
+        batch_size = min(int(batch_size), n)
         x = _kernel_array(x, np.float32)
         layout = self._layout(int(batch_size))
         self.blas_layers = layout["blas"]
@@ -575,34 +610,35 @@ class CompiledPlan:
         # as TensorFlow's kernels: float32 results below 1.2e-38 are 0 (a model that fits its
         # data ever more closely drives softmax outputs and their gradients into that range,
         # where arithmetic is many times slower)
-        with fpenv.flush_subnormals():
-            steps = k.train_epoch(
-                x, yb, ym, labels, sw, has_sw, order_arr, shuffled, int(batch_size),
-                model._flat_params, model._flat_grads, layout["lmeta"], self._lreg, dmeta, layout["dscale"], masks,
-                layout["ws"], layout["labels_ws"], layout["goff"],
-                spec["loss_kind"], spec["logits"], mkinds, mthresh, mstate,
-                kind, hyper, flags, s0, s1, s2, opt._iterations,
-                tracker, status,
-            )
-        steps = int(steps)
-        # ---- leave every object as the reference path would
-        tracker_metric.total = np.float32(tracker[0])
-        tracker_metric.count = np.float32(tracker[1])
-        for m, (total, count) in zip(metric_objects, mstate):
-            m.total = np.float32(total)
-            m.count = np.float32(count)
-        if steps:
-            if not opt.built:
-                opt.build(model._optimizer_variables)
-                for role, array in fresh.items():
-                    opt._slots[role][0][...] = array
-            opt._iterations += steps
+        with interrupts.deferred:
+            with fpenv.flush_subnormals():
+                steps = k.train_epoch(
+                    x, yb, ym, labels, sw, has_sw, order_arr, shuffled, int(batch_size),
+                    model._flat_params, model._flat_grads, layout["lmeta"], self._lreg, dmeta, layout["dscale"],
+                    masks, layout["ws"], layout["labels_ws"], layout["goff"],
+                    spec["loss_kind"], spec["logits"], mkinds, mthresh, mstate,
+                    kind, hyper, flags, s0, s1, s2, opt._iterations, self._undo,
+                    tracker, status,
+                )
+            steps = int(steps)
+            # ---- leave every object as the reference path would
+            tracker_metric.total = np.float32(tracker[0])
+            tracker_metric.count = np.float32(tracker[1])
+            for m, (total, count) in zip(metric_objects, mstate):
+                m.total = np.float32(total)
+                m.count = np.float32(count)
+            if steps:
+                if not opt.built:
+                    opt.build(model._optimizer_variables)
+                    for role, array in fresh.items():
+                        opt._slots[role][0][...] = array
+                opt._iterations += steps
         if status[0]:
             if rng_states is not None:
                 # the reference path drew masks up to the failing batch only: replay exactly that
                 for rng, state in rng_states:
                     _set_rng_state(rng, state)
                 self._draw_masks(n, batch_size, layout, limit_steps=steps + 1)
-            model._stop_on_non_finite_loss(float(status[1]), steps)
+            model._stop_on_non_finite_loss(float(status[1]), steps, update=status[0] == 2)
             return False
         return True

@@ -95,6 +95,11 @@ def check_targets(y, n_rows: int, loss, output_shape, argument="y", dtype=np.flo
         )
     units = output_shape[-1] if output_shape is not None else None
     if isinstance(loss, losses.CategoricalCrossentropy):
+        if y.min() < 0 or y.max() > 1:
+            raise ValueError(
+                f"Expected targets in [0, 1] for categorical_crossentropy (one-hot, multi-hot or class "
+                f"probabilities). Received: values from {y.min()} to {y.max()} in `{argument}`"
+            )
         if units is not None and (y.ndim != 2 or y.shape[1] != units):
             hint = (
                 " Integer class labels need loss='sparse_categorical_crossentropy', or one-hot encode them "
@@ -129,9 +134,20 @@ def check_targets(y, n_rows: int, loss, output_shape, argument="y", dtype=np.flo
                 f"in `{argument}`; for class labels 0..k-1 use sparse_categorical_crossentropy"
             )
         _check_elementwise_shape(y, output_shape, argument, "binary_crossentropy")
-    elif isinstance(loss, losses.MeanSquaredError):
-        _check_elementwise_shape(y, output_shape, argument, "mean_squared_error")
+    elif _regression_loss_name(loss) is not None:
+        _check_elementwise_shape(y, output_shape, argument, _regression_loss_name(loss))
     return y
+
+
+def _regression_loss_name(loss):
+    """The function name of an elementwise regression loss (class or wrapped function), else None."""
+    from . import losses
+
+    for cls, fn in ((losses.MeanSquaredError, losses.mean_squared_error),
+                    (losses.MeanAbsoluteError, losses.mean_absolute_error)):
+        if isinstance(loss, cls) or getattr(loss, "fn", None) is fn:
+            return fn.__name__
+    return None
 
 
 def _check_elementwise_shape(y, output_shape, argument, loss_name):
@@ -161,6 +177,13 @@ def sample_weights(sample_weight, class_weight, y: np.ndarray, n_rows: int):
     if class_weight is not None:
         if not isinstance(class_weight, dict):
             raise ValueError(f"Expected `class_weight` to be a dict {{class: weight}}. Received: {class_weight!r}")
+        for key, value in class_weight.items():
+            numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+            if not numeric or not np.isfinite(value) or value < 0:
+                raise ValueError(
+                    "Expected `class_weight` values to be non-negative finite numbers. "
+                    f"Received: class_weight[{key!r}]={value!r}"
+                )
         labels = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else np.round(y.reshape(len(y), -1)[:, 0]).astype(int)
         missing = sorted(set(np.unique(labels).tolist()) - set(class_weight))
         if missing:

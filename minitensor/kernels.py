@@ -709,6 +709,48 @@ def _metric_values(kind, threshold, ym, labels, ht, vals, row):
 
 # ---------------------------------------------------------------------------- optimizers
 @njit(inline="always", **_JIT)
+def _all_finite(a):
+    """Whether every value of ``a`` is finite (``v - v`` is 0 for those, NaN for inf and NaN)."""
+    ok = True
+    for i in range(a.size):
+        v = a[i]
+        ok &= (v - v) == 0
+    return ok
+
+
+@njit(inline="always", **_JIT)
+def _copy(dst, src):
+    for i in range(src.size):
+        dst[i] = src[i]
+
+
+@njit(inline="always", **_JIT)
+def _guarded_update(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations, undo):
+    """:func:`_apply_update`, undone when it leaves a weight or slot non-finite; returns whether it stayed.
+
+    ``undo`` (4 x params.size float32) keeps the parameters and the slots in use (those of
+    the parameters' size; the others are 1-element dummies) from before the step.
+    """
+    n = params.size
+    _copy(undo[0:n], params)
+    slots = (s0, s1, s2)
+    for k in range(3):
+        if slots[k].size == n:
+            _copy(undo[(k + 1) * n: (k + 2) * n], slots[k])
+    _apply_update(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations)
+    ok = _all_finite(params)
+    for k in range(3):
+        if slots[k].size == n:
+            ok &= _all_finite(slots[k])
+    if not ok:
+        _copy(params, undo[0:n])
+        for k in range(3):
+            if slots[k].size == n:
+                _copy(slots[k], undo[(k + 1) * n: (k + 2) * n])
+    return ok
+
+
+@njit(inline="always", **_JIT)
 def _apply_update(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations):
     """One optimizer step on the flat parameters, as :mod:`minitensor.optimizers`, with flush-to-zero.
 
@@ -851,7 +893,7 @@ def train_epoch(
     x, yb_all, ym_all, labels_all, sw_all, has_sw, order, shuffled, batch_size,
     params, grads, lmeta, lreg, dmeta, dscale, masks, ws, labels_ws, goff,
     loss_kind, logits, mkinds, mthresh, mstate,
-    opt_kind, hyper, flags, s0, s1, s2, iterations,
+    opt_kind, hyper, flags, s0, s1, s2, iterations, undo,
     tracker, status,
 ):
     """Train one epoch; return the number of steps applied.
@@ -868,11 +910,13 @@ def train_epoch(
         loss_kind, logits: the loss code, and whether it reads the last layer's pre-activation.
         mkinds, mthresh, mstate: metric codes, thresholds, and (total, count) float32 states.
         opt_kind, hyper, flags, s0, s1, s2, iterations: the optimizer, its slots, its step count.
+        undo: float32 scratch of 4 x params.size (see :func:`_guarded_update`).
         tracker: the loss tracker's (total, count), float32, updated in place.
-        status: float64[2] output: (1 if stopped on a non-finite loss, that loss value).
+        status: float64[2] output: (0 after a whole epoch, 1 if stopped on a non-finite loss,
+            2 on an update that would make a weight or slot non-finite; the step's loss).
 
-    The step at which a non-finite loss appears is not applied (nor counted in the tracker
-    or metrics): the return value is then its index.
+    The step at which a non-finite loss or update appears is not applied (nor counted in
+    the tracker or metrics): the return value is then its index.
     """
     n = x.shape[0]
     d0 = x.shape[1]
@@ -976,19 +1020,6 @@ def train_epoch(
             tracker[0] = t_total
             tracker[1] = t_count
             return step
-        t_total = t_total + loss * nb
-        t_count = t_count + nb
-        # ---- metrics, from the pre-update predictions
-        for mi in range(nm):
-            _metric_values(mkinds[mi], mthresh[mi], ym, labels, hl, vals, row)
-            if has_sw:
-                for b in range(bc):
-                    vals[b] = vals[b] * sw[b]
-                mstate[mi, 0] = mstate[mi, 0] + pairwise_sum(vals, 0, bc)
-                mstate[mi, 1] = mstate[mi, 1] + pairwise_sum(sw, 0, bc)
-            else:
-                mstate[mi, 0] = mstate[mi, 0] + pairwise_sum(vals, 0, bc)
-                mstate[mi, 1] = mstate[mi, 1] + nb
         # ---- backward
         if not logits:
             _activation_backward(g1, hl, last_act, row)
@@ -1026,7 +1057,25 @@ def train_epoch(
                         _dropout_backward(gat, dmeta, dscale, masks, d, bc, pos)
                 gcur_off, gnext_off = gnext_off, gcur_off
         # ---- update
-        _apply_update(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations + step)
+        if not _guarded_update(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations + step, undo):
+            status[0] = 2.0
+            status[1] = np.float64(loss)
+            tracker[0] = t_total
+            tracker[1] = t_count
+            return step
+        t_total = t_total + loss * nb
+        t_count = t_count + nb
+        # ---- metrics, from the pre-update predictions (the backward pass leaves them in place)
+        for mi in range(nm):
+            _metric_values(mkinds[mi], mthresh[mi], ym, labels, hl, vals, row)
+            if has_sw:
+                for b in range(bc):
+                    vals[b] = vals[b] * sw[b]
+                mstate[mi, 0] = mstate[mi, 0] + pairwise_sum(vals, 0, bc)
+                mstate[mi, 1] = mstate[mi, 1] + pairwise_sum(sw, 0, bc)
+            else:
+                mstate[mi, 0] = mstate[mi, 0] + pairwise_sum(vals, 0, bc)
+                mstate[mi, 1] = mstate[mi, 1] + nb
     tracker[0] = t_total
     tracker[1] = t_count
     return nsteps

@@ -45,6 +45,13 @@ def _snake_case(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+def _check_bool(value, argument) -> bool:
+    """``value`` if it is a boolean (a string such as ``'False'`` would read as True)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"Expected `{argument}` to be True or False. Received: {argument}={value!r}")
+    return bool(value)
+
+
 def _check_float_dtype(dtype):
     dtype = np.dtype(dtype if dtype is not None else "float32")
     if dtype not in (np.float32, np.float64):
@@ -70,9 +77,11 @@ class Layer:
             raise ValueError(f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}")
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"Expected `name` to be a non-empty string. Received: name={name!r}")
+        trainable = _check_bool(trainable, "trainable")
+        dtype = _check_float_dtype(dtype)
         self.name = name or _unique_name(_snake_case(type(self).__name__))
-        self.trainable = bool(trainable)
-        self.dtype = _check_float_dtype(dtype)
+        self.trainable = trainable
+        self.dtype = dtype
         self.built = False
         self._weights: list[Tensor] = []
         self._declared_input_shape = None
@@ -252,7 +261,7 @@ class Dense(Layer):
             )
         self.units = int(units)
         self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
+        self.use_bias = _check_bool(use_bias, "use_bias")
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
@@ -394,9 +403,18 @@ class Dropout(Layer):
             raise ValueError(
                 f"Invalid value received for argument `rate`. Expected a float value between 0 and 1. Received: rate={rate!r}"
             )
+        if noise_shape is not None and (
+            not isinstance(noise_shape, (tuple, list))
+            or any(d is not None and (isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1)
+                   for d in noise_shape)
+        ):
+            raise ValueError(
+                "Expected `noise_shape` to be None or a tuple of positive integers and None entries, "
+                f"e.g. (None, 1). Received: noise_shape={noise_shape!r}"
+            )
         super().__init__(**kwargs)
         self.rate = float(rate)
-        self.noise_shape = None if noise_shape is None else tuple(noise_shape)
+        self.noise_shape = None if noise_shape is None else tuple(None if d is None else int(d) for d in noise_shape)
         self.seed = seed
         self._rng = make_generator(seed)
 

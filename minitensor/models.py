@@ -32,7 +32,7 @@ import warnings
 import numpy as np
 
 from . import callbacks as callbacks_module
-from . import data_adapter, fpenv, losses, metrics as metrics_module, optimizers, threads
+from . import data_adapter, fpenv, interrupts, losses, metrics as metrics_module, optimizers, threads
 from .layers import InputLayer, Layer
 from .random import generator
 from .tensor import Tensor, no_grad
@@ -407,9 +407,12 @@ class Sequential:
             shuffling), ``validation_data=None`` (``(x_val, y_val)``), ``shuffle=True``,
             ``class_weight=None``, ``sample_weight=None``, ``initial_epoch=0``, ``validation_freq=1``.
 
-        Everything is checked before any weight changes. A non-finite training loss
-        stops training at that batch, before its update, with a warning; the History
-        keeps the epochs completed before it.
+        Everything is checked before any weight changes. A non-finite training loss, or
+        an update that would make a weight or optimizer slot non-finite, stops training at
+        that batch, before its update, with a warning; the History keeps the epochs
+        completed before it. A Ctrl-C (``KeyboardInterrupt``) leaves the weights, the
+        optimizer's slots and ``iterations`` as after a whole number of steps; calling
+        ``fit`` again resumes from there.
         """
         self._require_compiled("fit")
         if steps_per_epoch is not None or validation_steps is not None:
@@ -440,7 +443,7 @@ class Sequential:
             (x, y, weights), val = data_adapter.train_validation_split((x, y, weights), validation_split)
         self._resolve_metrics(y)
         self._prepare_optimizer()
-        plan = self._compiled_plan() if self.jit_compile else None
+        plan = self._compiled_plan(callback_list) if self.jit_compile else None
 
         n = len(x)
         steps = math.ceil(n / batch_size)
@@ -453,7 +456,8 @@ class Sequential:
         cbs.on_train_begin()
         batch_logs = cbs.needs_train_batch_hooks
         one_thread = threads.one_thread_suffices(self._matrix_product_sizes(batch_size))
-        with threads.blas_threads(1) if one_thread else contextlib.nullcontext():
+        # a Ctrl-C lands between whole steps (see minitensor.interrupts)
+        with interrupts.handler_installed(), threads.blas_threads(1) if one_thread else contextlib.nullcontext():
             self._fit_epochs(x, y, weights, val, plan, cbs, batch_logs, shuffle, batch_size, initial_epoch, epochs,
                              validation_freq, validation_batch_size)
         cbs.on_train_end()
@@ -474,7 +478,8 @@ class Sequential:
             cbs.on_epoch_begin(epoch)
             order = generator().permutation(n) if shuffle else None
             if plan is not None:
-                # the whole epoch runs in compiled code: batch hooks see only its last step
+                # the whole epoch runs in compiled code: only a progress bar has batch hooks
+                # here (other callbacks with batch hooks make fit use the reference path)
                 finite = plan.train_epoch(x, y, weights, order, batch_size)
                 if finite and batch_logs:
                     cbs.on_train_batch_end(steps - 1, self._metric_logs())
@@ -523,7 +528,12 @@ class Sequential:
         return [(w.grad, w) for w in self._optimizer_variables]
 
     def _train_epoch(self, x, y, weights, order, batch_size, cbs) -> bool:
-        """One pass over the data. Returns False when a non-finite loss stopped training."""
+        """One pass over the data. Returns False when a non-finite loss or update stopped training.
+
+        Each step's update (weights, optimizer slots, ``iterations``, loss tracker and
+        metrics) runs whole or not at all: a Ctrl-C is held back until it is over, and an
+        update that would make a weight or slot non-finite is undone.
+        """
         tracker = self._loss_tracker
         compiled = self._compiled_metrics
         grads = self._flat_grads
@@ -540,15 +550,17 @@ class Sequential:
                 y_pred, activity = self._forward(Tensor._from_op(xb, None), True)
                 loss = self._total_loss(yb, y_pred, wb, activity)
                 value = float(loss.data)
-                finite = math.isfinite(value)
+                finite = updated = math.isfinite(value)
                 if finite:
                     loss.backward()
-                    tracker._add_weighted(loss.data, len(xb))
-                    checked = self._apply_gradients(checked)
-                    for m in compiled:
-                        m.update_state(yb, y_pred.data, sample_weight=wb)
-            if not finite:
-                self._stop_on_non_finite_loss(value, step)
+                    with interrupts.deferred:
+                        updated, checked = self._apply_gradients(checked)
+                        if updated:
+                            tracker._add_weighted(loss.data, len(xb))
+                            for m in compiled:
+                                m.update_state(yb, y_pred.data, sample_weight=wb)
+            if not updated:
+                self._stop_on_non_finite_loss(value, step, update=finite)
                 return False
             if cbs is not None:
                 cbs.on_train_batch_end(step, self._metric_logs())
@@ -557,36 +569,46 @@ class Sequential:
         return True
 
     def _apply_gradients(self, checked):
-        """One optimizer step; returns the optimizer when the next step may skip its checks.
+        """One optimizer step: ``(applied, the optimizer when the next step may skip its checks)``.
 
         On the flat buffer, once ``apply_gradients`` has accepted it, nothing that the
         checks look at can change; a callback may still swap ``model.optimizer``, which
-        then gets a checked step of its own.
+        then gets a checked step of its own. A step that would make a weight or slot
+        non-finite is not applied (an optimizer that replaces ``apply_gradients`` is not
+        guarded so).
         """
         optimizer = self.optimizer
-        if optimizer is checked:
-            optimizer._flushed_step([self._flat_grads], [self._flat_params])  # the caller flushes
-            return optimizer
-        optimizer.apply_gradients(self._grads_and_vars())
+        if optimizer is checked:  # the caller flushes
+            return optimizer._flushed_step([self._flat_grads], [self._flat_params], guard=True) is not None, optimizer
+        if not _steps_as_optimizer_does(optimizer):
+            optimizer.apply_gradients(self._grads_and_vars())
+            return True, None
+        pairs = self._grads_and_vars()
+        applied = optimizer._apply([g for g, _ in pairs], [v for _, v in pairs], guard=True) is not None
         flat = self._optimizer_variables[0] is self._flat_variable
-        return optimizer if flat and _steps_as_optimizer_does(optimizer) else None
+        return applied, optimizer if flat and applied else None
 
-    def _stop_on_non_finite_loss(self, value, step) -> None:
-        """Warn and stop: called before the update of the batch whose loss is not finite."""
+    def _stop_on_non_finite_loss(self, value, step, update=False) -> None:
+        """Warn and stop: called before the update of the batch whose loss (or, with ``update``, update) is not finite."""
+        what = (
+            f"The update of batch {step} of epoch {len(self.history.epoch) + 1} would have made weights or "
+            f"optimizer slots non-finite (its loss was {value})"
+            if update
+            else f"The training loss became {value} at batch {step} of epoch {len(self.history.epoch) + 1}"
+        )
         warnings.warn(
-            f"The training loss became {value} at batch {step} of epoch {len(self.history.epoch) + 1}: "
-            "training stopped before applying that update. The History holds the epochs completed "
+            f"{what}: training stopped before applying that update. The History holds the epochs completed "
             "before it; try a smaller learning rate or check the data.",
             RuntimeWarning,
             stacklevel=4,
         )
         self.stop_training = True
 
-    def _compiled_plan(self):
+    def _compiled_plan(self, callbacks=()):
         """The Numba training plan for this model, or None (with a one-time notice) to use the reference path."""
         from . import compiled
 
-        plan, reason = compiled.build_plan(self)
+        plan, reason = compiled.build_plan(self, callbacks)
         if plan is None and not getattr(self, "_fallback_noted", False):
             warnings.warn(
                 f"jit_compile=True: {reason}. Training on the reference path instead.", UserWarning, stacklevel=3

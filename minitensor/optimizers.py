@@ -444,6 +444,13 @@ class Optimizer:
             >>> opt.apply([np.ones(2, dtype=np.float32)])
             1
         """
+        return self._apply(grads, variables, guard=False)
+
+    def _apply(self, grads, variables, guard):
+        """:meth:`apply`; with ``guard``, a step that would make a value non-finite is refused (returns None).
+
+        A refused first step also leaves the optimizer unbuilt, as it was.
+        """
         grads = list(grads)
         n = len(grads)
         if n == 0:
@@ -476,11 +483,15 @@ class Optimizer:
             if len(missing) == n:
                 raise ValueError("No gradients provided for any variable (every gradient is None).")
             _warn(f"Gradients do not exist for variables at positions {missing}; they are not updated.", UserWarning)
-        if not self.built:
+        was_built = self.built
+        if not was_built:
             self._build(variables, arrays)
-        return self._step(grads, arrays)
+        iterations = self._step(grads, arrays, guard)
+        if iterations is None and not was_built:
+            self._unbuild()
+        return iterations
 
-    def _step(self, grads, arrays) -> int:
+    def _step(self, grads, arrays, guard=False):
         """The step of :meth:`apply`, on gradient and variable arrays it has already checked.
 
         ``grads`` (ndarrays or ``None``) and ``arrays`` (the variables' ``.data``) must match
@@ -488,13 +499,20 @@ class Optimizer:
         directly after its first, checked, step, as nothing it passes can change in between.
         """
         with _flush_block():
-            return self._flushed_step(grads, arrays)
+            return self._flushed_step(grads, arrays, guard)
 
-    def _flushed_step(self, grads, arrays) -> int:
-        """:meth:`_step` for a caller that already runs it under :func:`~minitensor.fpenv.flush_subnormals`."""
+    def _flushed_step(self, grads, arrays, guard=False):
+        """:meth:`_step` for a caller that already runs it under :func:`~minitensor.fpenv.flush_subnormals`.
+
+        With ``guard`` (``fit`` sets it), the weights and slots the step touches are copied
+        first; if any of them is not finite afterwards they are restored, ``iterations`` is
+        left alone and the result is ``None``: the step was not applied.
+        """
         n = len(grads)
         if self.clipnorm is not None or self.clipvalue is not None or self.global_clipnorm is not None:
             grads = self._clip_gradients(grads)
+        if guard:
+            self._keep_for_undo(grads, arrays)
         lr32 = self._learning_rate
         if self.weight_decay is not None:
             for i in range(n):
@@ -516,8 +534,47 @@ class Optimizer:
                 else:  # a long vector, a block at a time: its temporaries stay in the cache
                     for part in parts:
                         self._update_step(i, g[part], w[part], lr, part)
+        if guard and not self._all_finite(grads, arrays):
+            self._undo(grads, arrays)
+            return None
         self._iterations += 1
         return self._iterations
+
+    # ------------------------------------------------------------------ the non-finite guard
+    def _touched(self, grads, arrays):
+        """``(position, weight array, its slot arrays)`` for each variable that has a gradient."""
+        slots = list(self._slots.values())
+        return [(i, arrays[i], [s[i] for s in slots]) for i in range(len(grads)) if grads[i] is not None]
+
+    def _keep_for_undo(self, grads, arrays) -> None:
+        """Copy the weights and slots this step will change (into buffers allocated once)."""
+        if getattr(self, "_undo_buffers", None) is None or len(self._undo_buffers) != len(self._shapes):
+            self._undo_buffers = [None] * len(self._shapes)
+        for i, w, slots in self._touched(grads, arrays):
+            kept = self._undo_buffers[i]
+            if kept is None:
+                kept = self._undo_buffers[i] = [np.empty_like(w) for _ in range(1 + len(slots))]
+            for copy, array in zip(kept, [w, *slots]):
+                np.copyto(copy, array)
+
+    def _undo(self, grads, arrays) -> None:
+        for i, w, slots in self._touched(grads, arrays):
+            for copy, array in zip(self._undo_buffers[i], [w, *slots]):
+                np.copyto(array, copy)
+
+    def _all_finite(self, grads, arrays) -> bool:
+        for _, w, slots in self._touched(grads, arrays):
+            for array in (w, *slots):
+                if not _is_finite(array):
+                    return False
+        return True
+
+    def _unbuild(self) -> None:
+        """Forget the slots of a first step that was refused: the optimizer is as new."""
+        self.built = False
+        self._variables, self._shapes, self._slots, self._scratch, self._parts = [], [], {}, [], []
+        self._clipped = None
+        self._undo_buffers = None
 
     def _slot(self, role: str, index: int, part):
         """The slot array ``role`` of variable ``index``, or its block ``part`` (see :meth:`_update_step`)."""
@@ -1064,6 +1121,18 @@ def get(identifier):
         if cls is not None:
             return cls.from_config(dict(identifier.get("config") or {}))
     raise ValueError(f"Could not interpret optimizer identifier: {identifier}")
+
+
+def _is_finite(array: np.ndarray) -> bool:
+    """Whether every value of ``array`` is finite.
+
+    A dot product (BLAS, one pass) is NaN or infinite when any value is; when it
+    overflows although every value is finite (values above 1e19), the exact test decides.
+    """
+    flat = array.reshape(-1)
+    if flat.dtype.kind == "f" and math.isfinite(flat.dot(flat)):
+        return True
+    return bool(np.isfinite(flat).all())
 
 
 _THREAD_STATE = threading.local()

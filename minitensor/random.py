@@ -30,19 +30,24 @@ def set_random_seed(seed: int) -> None:
     Mirrors ``keras.utils.set_random_seed``.
 
     Args:
-        seed: a non-negative Python integer.
+        seed: an integer in ``[0, 2**32 - 1]``, NumPy's seed range (a Python or NumPy
+            integer; ``True``/``False`` are refused). Keras's ``set_random_seed`` refuses
+            the same values, through NumPy's own error.
+
+    Raises:
+        ValueError: for anything else (nothing is seeded then).
 
     Example:
         >>> set_random_seed(42)
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
         raise ValueError(
-            "Expected `seed` to be a non-negative integer. "
+            "Expected `seed` to be a non-negative integer below 2**32 (NumPy's seed range). "
             f"Received: seed={seed!r} (of type {type(seed).__name__})"
         )
     seed = int(seed)
     _py_random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed)
 
 
 def generator():
