@@ -2,7 +2,7 @@
 
 :class:`Progbar` draws the line ``fit``/``evaluate``/``predict`` print; the
 :class:`~minitensor.callbacks.ProgbarLogger` callback drives it. The format is
-Keras 3's (``keras/src/utils/progbar.py``, ``keras-semantics`` §9.1)::
+Keras 3's (``keras/src/utils/progbar.py``, docs/keras-formulas.md §9.1)::
 
     45/45 ━━━━━━━━━━━━━━━━━━━━ 1s 8ms/step - accuracy: 0.0438 - loss: 2.3577      (verbose=1, final)
     45/45 - 1s - 16ms/step - accuracy: 0.0438 - loss: 2.3577                      (verbose=2)
