@@ -3,7 +3,7 @@
 A metric accumulates float32 ``total`` and ``count``; ``result()`` is
 ``total / count`` (0 when ``count`` is 0) as a Python float. Accuracy metrics wrap a
 per-sample function, so epoch accuracy = correct samples / samples seen
-(``keras-semantics`` §3.2). Metrics never build a graph: ``update_state`` takes
+(docs/keras-formulas.md §3.2). Metrics never build a graph: ``update_state`` takes
 NumPy arrays (Tensors are read through ``.data``) and costs a few vectorised
 NumPy calls per batch.
 
@@ -635,7 +635,7 @@ def get(identifier, y_true=None, y_pred=None) -> Metric:
     """Return the :class:`Metric` for a compile-time identifier, as Keras' ``compile``.
 
     * ``"accuracy"`` / ``"acc"`` (any case): chosen from the shapes of the first
-      batch, the loss being ignored (``keras-semantics`` §3.1): ``BinaryAccuracy`` if
+      batch, the loss being ignored (docs/keras-formulas.md §3.1): ``BinaryAccuracy`` if
       ``y_pred.shape[-1] == 1``, else ``SparseCategoricalAccuracy`` if ``y_true`` has
       lower rank or a trailing 1, else ``CategoricalAccuracy``.
     * other names: ``"binary_accuracy"``, ``"categorical_accuracy"``,
