@@ -3,7 +3,7 @@
 Every activation is built from :mod:`minitensor.ops`, so its gradient comes from the
 graph. ``sigmoid`` and ``softmax`` go through ``ops.sigmoid`` / ``ops.softmax``, whose
 output carries ``_keras_logits`` (its input): a cross-entropy loss then uses the exact
-logits formula instead of clipping probabilities (``keras-semantics`` §2.2).
+logits formula instead of clipping probabilities (docs/keras-formulas.md §2.2).
 
 ``get(identifier)`` resolves ``None``, a name or a callable; ``serialize(fn)`` gives
 the name back.
