@@ -2,7 +2,7 @@
 
 A callback overrides some of :class:`Callback`'s no-op hooks. The trainer drives a
 :class:`CallbackList`, which holds the user's callbacks followed by :class:`History`
-and :class:`ProgbarLogger` (Keras's order, ``keras-semantics`` §8.2) and calls each
+and :class:`ProgbarLogger` (Keras's order, docs/keras-formulas.md §8.2) and calls each
 hook on every callback in turn. Per-batch hooks cost a call per step, so the list
 reports through :attr:`CallbackList.needs_batch_logs` (alias
 ``needs_train_batch_hooks``; ``needs_test_batch_hooks`` and
