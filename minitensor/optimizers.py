@@ -1,7 +1,7 @@
 """Optimizers: SGD, RMSprop, Adam and Adagrad, bit-exact with Keras 3 in float32.
 
 An optimizer turns gradients into in-place updates of variables. Per call of
-:meth:`Optimizer.apply_gradients`, in Keras's order (``keras-semantics`` §5.1):
+:meth:`Optimizer.apply_gradients`, in Keras's order (docs/keras-formulas.md §5.1):
 
 1. gradients that are ``None`` are dropped (their variables are left alone);
 2. gradients are clipped (at most one of ``clipnorm``, ``global_clipnorm``, ``clipvalue``);
