@@ -6,7 +6,7 @@ graph of ops, the loss (plus any weight penalties) is a scalar Tensor, and
 float32 buffer and their gradients into another, so the optimizer updates the
 whole model with a few vector operations.
 
-What is reported follows Keras 3 to the letter (``keras-semantics``): the epoch
+What is reported follows Keras 3 to the letter (docs/keras-formulas.md): the epoch
 ``loss`` is the batch-size-weighted mean of the per-batch losses (penalties
 included), training accuracy uses each step's pre-update predictions, and
 validation runs at the end of each epoch with dropout off.
