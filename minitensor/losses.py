@@ -5,7 +5,7 @@ Function forms (``binary_crossentropy``, ``categorical_crossentropy``,
 return one value per sample, as Tensors built from :mod:`minitensor.ops`, so
 ``backward()`` differentiates them. ``Loss`` objects call them and reduce the result
 to a scalar: ``"sum_over_batch_size"`` is ``sum(values) / values.size``
-(``keras-semantics`` §2.4).
+(docs/keras-formulas.md §2.4).
 
 Cross-entropy follows Keras exactly (§2.2/§2.3): when ``y_pred`` came out of
 ``ops.sigmoid`` / ``ops.softmax`` it carries ``_keras_logits`` and the stable logits
