@@ -14,7 +14,7 @@ confusion matrix on the test split.
   permuting the training rows once, with ``numpy.random.default_rng(seed).permutation``, and
   fitting both engines on the permuted rows with ``shuffle=False``: every epoch of both engines
   sees the same batches in the same order (Keras, seeded, also repeats one permutation every
-  epoch; keras-semantics.md section 9). Dropout masks cannot be shared (Keras draws them from
+  epoch; docs/keras-formulas.md §9.2). Dropout masks cannot be shared (Keras draws them from
   TensorFlow's stateless RNG), so a model with dropout is run once per seed, with shared weights
   and order per seed, and compared as a distribution.
 * **independent**. Each engine seeds itself with the same seed, creates its own weights and
