@@ -1,4 +1,4 @@
-"""Callbacks: EarlyStopping's algorithm (keras-semantics §8.1), History (§8.2), CallbackList.
+"""Callbacks: EarlyStopping's algorithm (docs/keras-formulas.md §8.1), History (§8.2), CallbackList.
 
 EarlyStopping is driven by a fake model and fake logs, as fit would drive it: the
 weights are set to the epoch index before each ``on_epoch_end``, so a restore shows
