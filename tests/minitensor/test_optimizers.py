@@ -1,6 +1,6 @@
 """Optimizers: update rules against independent references, in-place updates, state, validation.
 
-The references below are written from the formulas of keras-semantics §5, plainly (no
+The references below are written from the formulas of docs/keras-formulas.md §5, plainly (no
 in-place tricks, no slots), in float32 with the constants rounded as Keras rounds them;
 a float64 "textbook" form checks the structure of each rule independently of that rounding.
 tests/minitensor/test_optimizers_keras.py checks the same rules against Keras itself.
