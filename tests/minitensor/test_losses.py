@@ -1,6 +1,6 @@
 """Tests of minitensor.losses against float64 NumPy references written here from the formulas.
 
-References follow keras-semantics §2.2-§2.4: the logits formula for outputs of
+References follow docs/keras-formulas.md §2.2-§2.4: the logits formula for outputs of
 sigmoid/softmax, clipping to [eps, 1 - eps] (float32 bounds) on plain probabilities,
 sum-then-divide reductions.
 """
@@ -88,7 +88,7 @@ def test_bce_float32_clip_bounds():
 
 
 def test_saturated_example_logits_vs_clip():
-    # keras-semantics §2.2: targets opposite to z = [3, -2, 20, -25]
+    # docs/keras-formulas.md §2.2: targets opposite to z = [3, -2, 20, -25]
     z = np.array([[3.0, -2.0, 20.0, -25.0]], dtype=np.float32)
     y = np.array([[0.0, 1.0, 0.0, 1.0]], dtype=np.float32)
     from_sigmoid = losses.binary_crossentropy(y, ops.sigmoid(Tensor(z)))
