@@ -1,4 +1,4 @@
-"""The progress display: Keras's exact text for fit/evaluate/predict (keras-semantics §9.1).
+"""The progress display: Keras's exact text for fit/evaluate/predict (docs/keras-formulas.md §9.1).
 
 Time is a fake clock (``minitensor.progbar._clock``), so every line is checked
 exactly; the structural regexes mirror what a real run prints.
@@ -80,7 +80,7 @@ def test_verbose1_first_update_shows_eta(clock, capsys):
     callbacks = CallbackList(add_progbar=True, verbose=1, epochs=2, steps=45)
     run_epochs(callbacks, clock, epochs=1, steps=45, batch_logs=lambda b: {"loss": 2.4930, "accuracy": 0.03125})
     first = capsys.readouterr().out.split("\r")[1]
-    # keras-semantics §9.1's example line: ETA = 44 x 0.397 s.
+    # docs/keras-formulas.md §9.1's example line: ETA = 44 x 0.397 s.
     assert first == f" 1/45 {BAR} 17s 397ms/step - accuracy: 0.0312 - loss: 2.4930"
 
 
