@@ -1,4 +1,4 @@
-"""Tests of minitensor.metrics: accuracy resolution (keras-semantics §3.1) and aggregation (§3.2)."""
+"""Tests of minitensor.metrics: accuracy resolution (docs/keras-formulas.md §3.1) and aggregation (§3.2)."""
 
 import numpy as np
 import pytest
