@@ -1,6 +1,6 @@
 """Initializers: distributions, fans, seeding and lookup, as Keras 3 defines them.
 
-Statistics are checked on large draws against the formulas of keras-semantics §1
+Statistics are checked on large draws against the formulas of docs/keras-formulas.md §1.4
 (variance-scaling: scale / max(1, n), with the truncated-normal correction), with
 tolerances of several standard errors, so a failure means a wrong formula, not bad luck.
 """
