@@ -262,8 +262,8 @@ def save_model(model, filepath) -> None:
     try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held until closed: this save is alive
-        if existing is not None:
-            os.chmod(tmp, stat.S_IMODE(existing.st_mode))
+        if existing is not None:  # keep the permission bits (owner, ACLs and hard links are not kept)
+            os.chmod(fd if os.chmod in os.supports_fd else tmp, stat.S_IMODE(existing.st_mode))
         with open(fd, "wb", closefd=False) as handle:
             _write_archive(handle, arrays)
             handle.flush()
@@ -291,9 +291,9 @@ def _read_member(archive, info, file_digests):
     """Bytes of one member, its CRC (and SHA-256, when the header lists them) checked."""
     data = archive.read(info)  # zipfile checks the CRC-32 once the member is read to its end
     if len(data) != info.file_size:
-        raise _Invalid(f"member {info.filename!r} is truncated")
+        raise _Invalid(f"whose member {info.filename!r} is truncated")
     if file_digests is not None and hashlib.sha256(data).hexdigest() != file_digests[info.filename]:
-        raise _Invalid(f"member {info.filename!r} does not match its SHA-256 checksum (the file is corrupted)")
+        raise _Invalid(f"whose member {info.filename!r} does not match its SHA-256 checksum (the file is corrupted)")
     return data
 
 
@@ -307,16 +307,16 @@ def _parse_npy(data: bytes, name: str):
         elif version == (2, 0):
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(buffer)
         else:
-            raise _Invalid(f"member {name!r} is an .npy array of unsupported version {version}")
+            raise _Invalid(f"whose member {name!r} is an .npy array of unsupported version {version}")
     except (ValueError, EOFError, SyntaxError, TypeError) as error:
-        raise _Invalid(f"member {name!r} is not a valid .npy array ({error})") from None
+        raise _Invalid(f"whose member {name!r} is not a valid .npy array ({error})") from None
     if dtype.hasobject or dtype.kind not in "biuf" or dtype.subdtype is not None or dtype.names is not None:
-        raise _Invalid(f"member {name!r} holds arrays of dtype {dtype}, which no model file holds")
+        raise _Invalid(f"whose member {name!r} holds an array of dtype {dtype}, which no model file holds (object arrays are never loaded)")
     count = math.prod(shape)
     offset = buffer.tell()
     if len(data) - offset != count * dtype.itemsize:
         raise _Invalid(
-            f"member {name!r} declares {count * dtype.itemsize} bytes of shape {shape} and dtype {dtype} "
+            f"whose member {name!r} declares {count * dtype.itemsize} bytes of shape {shape} and dtype {dtype} "
             f"but holds {len(data) - offset}"
         )
     array = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
@@ -326,16 +326,16 @@ def _parse_npy(data: bytes, name: str):
 
 def _read_json(archive, info, file_digests, what):
     if info.file_size > _JSON_MEMBER_LIMIT:
-        raise _Invalid(f"its {what} is {info.file_size} bytes, more than any model's")
+        raise _Invalid(f"whose {what} is {info.file_size} bytes, more than any model's")
     array = _parse_npy(_read_member(archive, info, file_digests), info.filename)
     if array.dtype != np.uint8 or array.ndim != 1:
-        raise _Invalid(f"its {what} is not UTF-8 JSON text (an array of shape {array.shape} and dtype {array.dtype})")
+        raise _Invalid(f"whose {what} is not UTF-8 JSON text (an array of shape {array.shape} and dtype {array.dtype})")
     try:
         return json.loads(array.tobytes().decode("utf-8"))
     except UnicodeDecodeError:
-        raise _Invalid(f"its {what} is not valid UTF-8") from None
+        raise _Invalid(f"whose {what} is not valid UTF-8") from None
     except (ValueError, RecursionError) as error:
-        raise _Invalid(f"its {what} is not valid JSON ({error})") from None
+        raise _Invalid(f"whose {what} is not valid JSON ({error})") from None
 
 
 def _open_archive(handle, size):
@@ -426,7 +426,7 @@ def _check_config(config):
         if not isinstance(compile_config, dict) or not {"optimizer", "loss", "metrics"} <= set(compile_config):
             raise _Invalid("whose compile config is not an object with `optimizer`, `loss` and `metrics`")
         if not isinstance(compile_config["metrics"], list):
-            raise _Invalid("whose compile config lists no metrics list")
+            raise _Invalid("whose compile config has no list of metrics")
         jit_compile = compile_config.get("jit_compile", False)
         if not (jit_compile is True or jit_compile is False or jit_compile == "auto"):
             raise _Invalid(f"whose compile config has jit_compile={jit_compile!r}, not True, False or 'auto'")
@@ -475,6 +475,7 @@ def _compile_objects(compile_config):
         if (
             not isinstance(cls, type)
             or not issubclass(cls, metrics_module.Metric)
+            or cls is metrics_module.Metric  # the abstract base measures nothing
             or m["class_name"] not in metrics_module.__all__
             or not isinstance(m.get("config"), dict)
         ):

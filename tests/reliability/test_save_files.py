@@ -96,7 +96,7 @@ def assert_same_model(a, b):
 
 def load_error(path, **kwargs) -> str:
     with pytest.raises(ValueError) as info:
-        load_model(path, **kwargs)
+        (saving.load_model if kwargs else load_model)(path, **kwargs)
     message = str(info.value)
     assert str(path) in message, message
     return message
@@ -208,6 +208,19 @@ def test_a_weight_rewritten_with_a_valid_crc_fails_its_checksum(saved, tmp_path)
                 blob = npy_bytes(weights + 1)
             target.writestr(info.filename, blob)  # zipfile computes a correct CRC-32
     assert "SHA-256" in load_error(crafted)
+
+
+def test_compile_false_skips_the_optimizer_but_still_checks_its_members(saved, tmp_path):
+    model, path = saved
+    loaded = saving.load_model(path, compile=False)  # models.load_model takes the path only
+    assert not loaded.compiled and loaded.get_config() == model.get_config()
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("optimizer_001.npy")
+    data[info.header_offset + 30 + len(info.filename) + 200] ^= 0x10  # inside the slot's values
+    crafted = tmp_path / "crafted.minitensor"
+    crafted.write_bytes(bytes(data))
+    load_error(crafted, compile=False)
 
 
 # ------------------------------------------------------------------ crafted headers and configs
@@ -430,6 +443,18 @@ def test_weights_holding_nan_or_inf_load_with_a_warning_naming_file_and_weights(
     assert loaded.get_config() == model.get_config()
     for a, b in zip(loaded.get_weights(), weights):  # NaN != NaN: compare bit patterns
         assert a.tobytes() == b.tobytes()
+
+
+def test_optimizer_slots_holding_nan_load_with_a_warning(saved, tmp_path):
+    _, path = saved
+    members = read_members(path)
+    members["optimizer_002"] = members["optimizer_002"].copy()
+    members["optimizer_002"][5] = np.nan
+    crafted = tmp_path / "nan_slot.minitensor"
+    write_members(crafted, members)
+    with pytest.warns(RuntimeWarning, match="optimizer state 2"):
+        loaded = load_model(crafted)
+    assert np.isnan(loaded.optimizer.get_state()[2][5])
 
 
 def test_finite_weights_load_without_warnings(saved, recwarn):
