@@ -743,6 +743,13 @@ class Sequential:
 
         save_model(self, filepath)
 
+    def __setstate__(self, state) -> None:
+        # pickle and copy.deepcopy copy each weight on its own, which cuts the weights loose from
+        # the flat buffer that training updates: gather them into a new one
+        self.__dict__.update(state)
+        if self.built:
+            self._pack_parameters()
+
     def __repr__(self) -> str:
         return f"<Sequential name={self.name}, layers={len(self._layers)}, built={self.built}>"
 
