@@ -13,6 +13,8 @@ import re
 
 import pytest
 
+pytest_plugins = ["pytester"]  # tests/test_skip_rules.py runs small suites under these rules
+
 _KERAS_MODULE = re.compile(r"^pytestmark\s*=.*\bmark\.keras\b", re.M)
 
 
@@ -48,9 +50,8 @@ def pytest_ignore_collect(collection_path, config):
 
 def _reason(report):
     longrepr = report.longrepr
-    if isinstance(longrepr, tuple) and len(longrepr) == 3:
-        return longrepr[2]
-    return str(longrepr)
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    return reason.removeprefix("Skipped: ")
 
 
 CI_MESSAGE = "skipped under CI ({reason}). CI installs every extra, so nothing may be skipped there."
