@@ -72,7 +72,9 @@ def _check_path(filepath):
         path = os.fsdecode(os.fspath(filepath))
         if path:
             return path
-    raise ValueError(f"Expected `filepath` to be a non-empty path (str or os.PathLike). Received: filepath={filepath!r}")
+    raise ValueError(
+        f"Expected `filepath` to be a non-empty path (str or os.PathLike). Received: filepath={filepath!r}"
+    )
 
 
 # ============================================================================ saving
@@ -239,7 +241,10 @@ def save_model(model, filepath) -> None:
     if existing is not None and stat.S_ISDIR(existing.st_mode):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), filepath)
     if existing is not None and not stat.S_ISREG(existing.st_mode):
-        raise ValueError(f"Expected `filepath` to name a regular file or a new one. Received: filepath={filepath!r}, not a regular file")
+        raise ValueError(
+            f"Expected `filepath` to name a regular file or a new one. Received: filepath={filepath!r}, "
+            "not a regular file"
+        )
 
     arrays = {
         "config": _json_array({"model": model.get_config(), "compile": _compile_config(model)}),
@@ -311,7 +316,10 @@ def _parse_npy(data: bytes, name: str):
     except (ValueError, EOFError, SyntaxError, TypeError) as error:
         raise _Invalid(f"whose member {name!r} is not a valid .npy array ({error})") from None
     if dtype.hasobject or dtype.kind not in "biuf" or dtype.subdtype is not None or dtype.names is not None:
-        raise _Invalid(f"whose member {name!r} holds an array of dtype {dtype}, which no model file holds (object arrays are never loaded)")
+        raise _Invalid(
+            f"whose member {name!r} holds an array of dtype {dtype}, which no model file holds "
+            "(object arrays are never loaded)"
+        )
     count = math.prod(shape)
     offset = buffer.tell()
     if len(data) - offset != count * dtype.itemsize:
@@ -471,7 +479,8 @@ def _compile_objects(compile_config):
         if isinstance(m, str):
             metrics.append(m)
             continue
-        cls = getattr(metrics_module, m.get("class_name"), None) if isinstance(m, dict) and isinstance(m.get("class_name"), str) else None
+        named = isinstance(m, dict) and isinstance(m.get("class_name"), str)
+        cls = getattr(metrics_module, m["class_name"], None) if named else None
         if (
             not isinstance(cls, type)
             or not issubclass(cls, metrics_module.Metric)
@@ -505,7 +514,9 @@ def _read_weights(archive, infos, digests, expected):
 def _check_dtypes(arrays, tensors, what):
     for i, (array, tensor) in enumerate(zip(arrays, tensors)):
         if array.dtype != tensor.dtype:
-            raise _Invalid(f"whose {what} {i} ({tensor.name}) has dtype {array.dtype} where the model's is {tensor.dtype}")
+            raise _Invalid(
+                f"whose {what} {i} ({tensor.name}) has dtype {array.dtype} where the model's is {tensor.dtype}"
+            )
 
 
 def _warn_non_finite(filepath, named_arrays) -> None:
@@ -558,7 +569,8 @@ def _load(filepath, handle, size, compile):
     if compile and compile_config is not None:
         try:
             optimizer, loss, metrics = _compile_objects(compile_config)
-            model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=compile_config.get("jit_compile", False))
+            jit_compile = compile_config.get("jit_compile", False)
+            model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
         except _Invalid:
             raise
         except Exception as error:
@@ -569,12 +581,16 @@ def _load(filepath, handle, size, compile):
             dtypes = sorted({str(v.dtype) for v in variables})
             for i, array in enumerate(state[1:], start=1):
                 if str(array.dtype) not in dtypes:
-                    raise _Invalid(f"whose optimizer state {i} has dtype {array.dtype} where the model's weights are {dtypes}")
+                    raise _Invalid(
+                        f"whose optimizer state {i} has dtype {array.dtype} where the model's weights are {dtypes}"
+                    )
             optimizer.build(variables)
             try:
                 optimizer.set_state(state)
             except ValueError as error:
-                raise _Invalid(f"whose optimizer state does not fit its {type(optimizer).__name__} optimizer: {error}") from None
+                raise _Invalid(
+                    f"whose optimizer state does not fit its {type(optimizer).__name__} optimizer: {error}"
+                ) from None
             named += [(f"optimizer state {i}", a) for i, a in enumerate(state)]
     _warn_non_finite(filepath, named)
     return model

@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -309,4 +310,31 @@ def test_saves_killed_at_random_moments_leave_a_whole_model_and_no_growing_litte
         last = k
         assert len(temporaries(tmp_path)) <= 1
     small_model().save(target)
+    assert os.listdir(tmp_path) == ["model.minitensor"]
+
+
+def test_a_long_file_name_saves_without_litter(tmp_path):
+    target = tmp_path / ("m" * 240 + ".minitensor")  # a temporary name built on it would pass NAME_MAX
+    small_model(5.0).save(target)
+    small_model(6.0).save(target)
+    assert os.listdir(tmp_path) == [target.name]
+    assert weights_of(target) == weights_of_model(small_model(6.0))
+
+
+def test_threads_saving_the_same_path_at_once_leave_one_whole_model(tmp_path):
+    target = tmp_path / "model.minitensor"
+    models = [small_model(float(k)) for k in range(6)]
+    barrier = threading.Barrier(len(models))
+
+    def save(model):
+        barrier.wait()
+        for _ in range(5):
+            model.save(target)
+
+    threads = [threading.Thread(target=save, args=(m,)) for m in models]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert weights_of(target) in [weights_of_model(m) for m in models]
     assert os.listdir(tmp_path) == ["model.minitensor"]
