@@ -291,8 +291,9 @@ def _optimizer_segments(model, variables) -> list:
         if any(variable is w for w in trainable):
             segments.append([(variable, 0)])
         else:  # one flat buffer holding every weight in order
-            offsets = np.cumsum([0] + [w.size for w in trainable[:-1]])
-            segments.append(list(zip(trainable, (int(o) for o in offsets))))
+            weights = model.weights
+            offsets = np.cumsum([0] + [w.size for w in weights[:-1]])
+            segments.append([(w, int(o)) for w, o in zip(weights, offsets) if any(w is t for t in trainable)])
     return segments
 
 
@@ -636,11 +637,11 @@ def _load_optimizer_state(model, h5) -> None:
     optimizer = model.optimizer
     if len(arrays) >= 2:
         optimizer.learning_rate = float(arrays[1])
-    if len(arrays) <= 2:  # the optimizer had not been built: nothing but its learning rate
-        return
     groups = _slot_groups(optimizer)
     trainable = model.trainable_weights
     keras_order = _slot_order(groups, len(trainable))
+    if len(arrays) <= 2 and keras_order:  # the optimizer had not been built: nothing but its learning rate
+        return
     shapes = [trainable[v].shape for _, v in keras_order]
     if len(arrays) != 2 + len(keras_order) or [a.shape for a in arrays[2:]] != shapes:
         warnings.warn(
