@@ -17,7 +17,7 @@ from hypothesis import settings
 
 import minitensor as mt
 from minitensor import saving
-from minitensor.layers import Dense, Dropout, Input
+from minitensor.layers import Dense, Input
 from minitensor.models import Sequential, load_model
 
 pytestmark = pytest.mark.reliability
