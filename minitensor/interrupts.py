@@ -44,6 +44,7 @@ class _Deferral:
         self._installs = 0  # handler_installed blocks open
         self._previous = None  # the handler ours replaced
         self._pending = None  # (signum, frame) received while deferring
+        self._installed_handler = self._handler  # one bound method, so that `is` recognises it
 
     # ---- the signal handler
     def _handler(self, signum, frame):
@@ -55,16 +56,16 @@ class _Deferral:
     def _install(self) -> bool:
         """Install our handler in front of the current one; False when that is not a Python callable."""
         current = signal.getsignal(signal.SIGINT)
-        if current is self._handler:
+        if current is self._installed_handler:
             return True
         if not callable(current):
             return False
         self._previous = current
-        signal.signal(signal.SIGINT, self._handler)
+        signal.signal(signal.SIGINT, self._installed_handler)
         return True
 
     def _uninstall(self) -> None:
-        if signal.getsignal(signal.SIGINT) is self._handler:  # someone may have replaced it since
+        if signal.getsignal(signal.SIGINT) is self._installed_handler:  # someone may have replaced it since
             signal.signal(signal.SIGINT, self._previous)
 
     # ---- deferring a block
