@@ -26,7 +26,9 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+import threading
 import warnings
 
 import numpy as np
@@ -63,6 +65,40 @@ def _check_verbose(verbose):
     if verbose not in (0, 1, 2) or isinstance(verbose, bool):
         raise ValueError(f"Expected `verbose` to be 'auto', 0, 1 or 2. Received: verbose={verbose!r}")
     return int(verbose)
+
+
+_RUNNING: dict[int, tuple] = {}  # id(model) -> (thread ident, "fit" or "evaluate") while one runs
+_RUNNING_LOCK = threading.Lock()
+
+
+def _one_thread_at_a_time(method):
+    """Make ``fit``/``evaluate`` raise, before any change, while another thread runs either on the same model.
+
+    They share the model's weights, optimizer and metric state; the same thread may
+    nest them (a callback that evaluates inside ``fit``).
+    """
+
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        key, me = id(self), threading.get_ident()
+        with _RUNNING_LOCK:
+            running = _RUNNING.get(key)
+            if running is not None and running[0] != me:
+                raise RuntimeError(
+                    f"Model '{self.name}' is running {running[1]}() in another thread: one model cannot be trained "
+                    "or evaluated by two threads at once (they would share its weights, optimizer and metric "
+                    "state). Use one model per thread, or wait for the other call to finish. "
+                    f"Received: {method.__name__}() while {running[1]}() runs"
+                )
+            if running is None:
+                _RUNNING[key] = (me, method.__name__)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            if running is None:
+                del _RUNNING[key]
+
+    return guarded
 
 
 class Sequential:
@@ -381,6 +417,7 @@ class Sequential:
             raise RuntimeError(f"You must call compile() before {what}(). Received: an uncompiled model")
 
     # ================================================================ fit
+    @_one_thread_at_a_time
     def fit(
         self,
         x=None,
@@ -620,6 +657,7 @@ class Sequential:
         return {m.name: m.result() for m in self.metrics}
 
     # ================================================================ evaluate
+    @_one_thread_at_a_time
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, return_dict=False, **kwargs):
         """Loss (penalties included) and metrics on ``x``/``y``, with dropout off.
 
