@@ -28,8 +28,7 @@ from operator import attrgetter
 
 import numpy as np
 
-from . import tensor as _tensor_module
-from .tensor import Tensor
+from .tensor import Tensor, _grad_mode
 
 OPS: dict[str, type["Op"]] = {}
 _data = attrgetter("data")
@@ -138,7 +137,7 @@ class Op:
                 inputs = _as_tensors(inputs)
                 break
         out = op.forward(*map(_data, inputs))
-        if _tensor_module._grad_enabled:
+        if _grad_mode.enabled:
             for t in inputs:
                 if t.requires_grad:
                     op.inputs = inputs

@@ -26,21 +26,43 @@ Example:
 from __future__ import annotations
 
 import itertools
+import threading
 
 import numpy as np
 
 __all__ = ["Tensor", "no_grad", "is_grad_enabled", "as_tensor", "RemovableHandle"]
 
-_grad_enabled = True
+class _GradMode(threading.local):
+    """Grad mode, one per thread: every thread starts with recording on.
+
+    Thread-local rather than a context variable: a thread started inside a
+    ``no_grad()`` block must not inherit it (Python 3.14 can make new threads copy
+    the starting thread's context), and NumPy/Numba code never reads it.
+    """
+
+    enabled = True
+
+
+_grad_mode = _GradMode()
 
 
 def is_grad_enabled() -> bool:
-    """Return whether new ops record the graph (False inside ``no_grad()``)."""
-    return _grad_enabled
+    """Return whether new ops record the graph in this thread (False inside ``no_grad()``).
+
+    Grad mode is per thread: ``no_grad()`` in one thread does not change another's.
+
+    Example:
+        >>> is_grad_enabled()
+        True
+    """
+    return _grad_mode.enabled
 
 
 class no_grad:
-    """Context manager (and decorator) under which ops record no graph.
+    """Context manager (and decorator) under which ops record no graph, in this thread.
+
+    Grad mode is per thread: other threads keep recording while one runs inside
+    ``no_grad()``, and a new thread starts with recording on.
 
     Example:
         >>> x = Tensor([1.0], requires_grad=True)
@@ -51,14 +73,19 @@ class no_grad:
     """
 
     def __enter__(self):
-        global _grad_enabled
-        self._previous = _grad_enabled
-        _grad_enabled = False
+        # the states to restore, per thread and stacked: one no_grad object may be entered
+        # again while in use, in this thread or in another one
+        saved = self.__dict__.setdefault("_previous", {}).setdefault(threading.get_ident(), [])
+        saved.append(_grad_mode.enabled)
+        _grad_mode.enabled = False
         return self
 
     def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self._previous
+        ident = threading.get_ident()
+        saved = self._previous[ident]
+        _grad_mode.enabled = saved.pop()
+        if not saved:
+            del self._previous[ident]
         return False
 
     def __call__(self, fn):
