@@ -6,7 +6,8 @@ loss, label smoothing, sample weights, batch sizes including 1 and a final parti
 shuffling on or off) and trains the same model from the same seed on both paths: the History,
 the final weights, the optimizer's state and the random generator's state afterwards must agree
 to float32 round-off. Fixed cases cover the fallback, resuming across paths, saving, a
-non-finite loss, NumPy's summation order, the on-disk kernel cache and tf.keras parity.
+non-finite loss, NumPy's summation order and the on-disk kernel cache; test_compiled_keras.py checks
+the compiled path against tf.keras directly.
 
 The kernels are compiled once per process (seconds) or loaded from Numba's on-disk cache.
 """
@@ -17,6 +18,7 @@ import sys
 import textwrap
 import warnings
 
+import numba  # noqa: F401  (a hard dependency: a broken install must fail here, not skip)
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -26,11 +28,28 @@ from minitensor import optimizers, regularizers
 from minitensor.layers import Activation, Dense, Dropout, Input
 from minitensor.models import Sequential, load_model
 
-pytest.importorskip("numba")
-
-LOSS_RTOL = 1e-5  # History losses: float32 round-off
-WEIGHT_RTOL = 1e-4  # weights after a few dozen steps: round-off, slightly amplified
-WEIGHT_ATOL = 1e-5  # weights near an L1 or relu kink: round-off can grow a little faster
+# Tolerances, from what float32 round-off can explain. The two paths compute the same formulas in
+# a different order (BLAS or loops, fused kernels), so each result differs by a few units of
+# float32 round-off, u = 2**-24 = 6e-8, of the *terms* it sums: relative to the largest entries of
+# a tensor, not to an entry that is itself a cancellation. The drawn trainings take at most 120
+# steps (40 rows, batch 1, 3 epochs), and every step adds its own few u to every weight.
+# History losses: means over the epoch whose summands agree to a few u each, at weights that agree
+# as below; 1e-5 = 170 u (the largest seen over 9,000 random examples: 1.1e-6).
+LOSS_RTOL = 1e-5
+# Weights: MAX_STEPS steps of ~8 u each, relative to the tensor's largest entry: 120 * 8 u = 5.7e-5,
+# rounded up to 1e-4 (largest seen: 1.4e-4 of the scale, in a tensor all of whose entries sit near the
+# absolute tolerance below).
+WEIGHT_RTOL = 1e-4
+# An L1 penalty's gradient flips sign with its weight, and a relu's with its input: a weight held
+# near such a kink moves by whole steps where round-off decides the side. Not a multiple of u; the
+# largest seen over 9,000 random examples was 3.1e-6.
+WEIGHT_ATOL = 1e-5
+# Optimizer slots are (averages of) gradients: computed at weights that agree to WEIGHT_RTOL of their
+# scale, they agree to about as much of the slot's own scale (largest seen: 1.3e-5 of the scale).
+# Entries far below the scale may differ by far more relative to themselves (a softmax output
+# within an ulp of 1 gives a gradient p - 1 whose relative error is 1e-4 or more); 1e-30: where the
+# compiled path flushes what would be a float32 subnormal.
+SLOT_RTOL = 1e-4
 FALLBACK = "Training on the reference path"
 
 
@@ -126,6 +145,7 @@ def train(cfg, jit, epochs=None):
         next_random=float(np.random.random()),  # the global generator consumed the same draws
         fallbacks=fallbacks,
         n_seen=len(x),
+        n_val=max(1, len(x) // 3) if cfg["validation"] else 0,
         weight_share=1.0 / len(x) if w is None else float(w.max() / max(w.sum(), 1e-30)),
     )
 
@@ -136,13 +156,14 @@ def assert_same_training(ref, jit, loss_rtol=LOSS_RTOL, weight_rtol=WEIGHT_RTOL,
     assert sorted(ref["history"]) == sorted(jit["history"])
     for key, values in ref["history"].items():
         if "acc" in key:
-            # a prediction within round-off of the decision boundary may flip: one sample per epoch
-            tol = 1.01 * jit["weight_share"] if not key.startswith("val_") else 0.34
-            np.testing.assert_allclose(jit["history"][key], values, rtol=0, atol=tol, err_msg=key)
+            # a prediction within round-off of the decision boundary may flip: one sample per epoch,
+            # whose share of the accuracy is its weight over the total (1/len(val) for validation)
+            share = jit["weight_share"] if not key.startswith("val_") else 1.0 / jit["n_val"]
+            np.testing.assert_allclose(jit["history"][key], values, rtol=0, atol=1.01 * share, err_msg=key)
         else:
             np.testing.assert_allclose(jit["history"][key], values, rtol=loss_rtol, atol=1e-7, err_msg=key)
     for r, j in zip(ref["weights"], jit["weights"]):
-        np.testing.assert_allclose(j, r, rtol=weight_rtol, atol=weight_atol)
+        assert_scaled_close(j, r, weight_rtol, weight_atol)
     assert ref["iterations"] == jit["iterations"]
     assert len(ref["state"]) == len(jit["state"])
     for r, j in zip(ref["state"][1:], jit["state"][1:]):
@@ -150,13 +171,15 @@ def assert_same_training(ref, jit, loss_rtol=LOSS_RTOL, weight_rtol=WEIGHT_RTOL,
     assert ref["next_random"] == jit["next_random"]
 
 
-def assert_slots_close(actual, desired):
-    """Optimizer slots hold (averages of) gradients, in which round-off is amplified: a softmax
-    output within an ulp of 1 gives a gradient p - 1 with a relative error of 1e-4 or more (the
-    two paths' exp differ by an ulp), and sums of gradients cancel. Values below 1e-30: where the
-    compiled path flushes what would be subnormal."""
+def assert_scaled_close(actual, desired, rtol, atol):
+    """``|actual - desired| <= rtol * max|desired| + atol`` entrywise: round-off relative to the tensor's scale."""
     scale = float(np.max(np.abs(desired))) if np.size(desired) else 0.0
-    np.testing.assert_allclose(actual, desired, rtol=1e-2, atol=max(1e-30, 1e-4 * scale))
+    np.testing.assert_allclose(actual, desired, rtol=0, atol=rtol * scale + atol)
+
+
+def assert_slots_close(actual, desired):
+    """Optimizer slots agree to SLOT_RTOL of their scale (see the tolerances at the top)."""
+    assert_scaled_close(actual, desired, SLOT_RTOL, 1e-30)
 
 
 # ============================================================================ strategies
@@ -226,7 +249,7 @@ def model_configs(draw):
 
 
 # ============================================================================ the property
-@settings(max_examples=25, derandomize=True)
+@settings(max_examples=25)  # the `ci` profile draws the same 25 every run; `thorough` 250 new ones
 @given(cfg=model_configs())
 def test_compiled_path_matches_reference_path(cfg):
     ref = train(cfg, jit=False)
@@ -548,39 +571,3 @@ def test_a_second_process_loads_the_kernels_from_the_disk_cache():
     """)
     hits, misses = map(int, out.split())
     assert hits >= 1 and misses == 0
-
-
-# ---------------------------------------------------------------------------- tf.keras
-@pytest.mark.keras
-@pytest.mark.parametrize("case", ["A", "C", "D"])
-def test_compiled_path_matches_keras(case):
-    """The lesson's models trained by tf.keras and by the compiled path from the same weights."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    keras = pytest.importorskip("keras")
-    units, optimizer, batch_size, loss = {
-        "A": ((16, 12, 8, 1), "Adam", 32, "binary_crossentropy"),
-        "C": ((16, 12, 8, 5), "Adam", 32, "categorical_crossentropy"),
-        "D": ((16, 12, 8, 1), "SGD", 1, "binary_crossentropy"),
-    }[case]
-    rng = np.random.default_rng(7)
-    x = rng.normal(size=(90, units[0])).astype(np.float32)
-    if units[-1] == 1:
-        y = (x[:, 0] + x[:, 1] > 0).astype(np.float32)
-    else:
-        y = np.eye(units[-1], dtype=np.float32)[np.argmax(x[:, : units[-1]], axis=1)]
-    out = "sigmoid" if units[-1] == 1 else "softmax"
-    k_model = keras.Sequential([keras.Input(shape=(units[0],))] + [keras.layers.Dense(u, activation="relu") for u in units[1:-1]]
-                               + [keras.layers.Dense(units[-1], activation=out)])
-    m_model = Sequential([Input(shape=(units[0],))] + [Dense(u, activation="relu") for u in units[1:-1]]
-                         + [Dense(units[-1], activation=out)])
-    k_model.compile(optimizer=getattr(keras.optimizers, optimizer)(), loss=loss, metrics=["accuracy"])
-    m_model.compile(optimizer=getattr(optimizers, optimizer)(), loss=loss, metrics=["accuracy"], jit_compile=True)
-    m_model.set_weights(k_model.get_weights())
-    k_hist = k_model.fit(x, y, batch_size=batch_size, epochs=3, shuffle=False, verbose=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)  # no fallback
-        m_hist = m_model.fit(x, y, batch_size=batch_size, epochs=3, shuffle=False, verbose=0)
-    np.testing.assert_allclose(m_hist.history["loss"], k_hist.history["loss"], rtol=2e-5)
-    np.testing.assert_allclose(m_hist.history["accuracy"], k_hist.history["accuracy"], atol=1.01 / len(x))
-    for k_w, m_w in zip(k_model.get_weights(), m_model.get_weights()):
-        np.testing.assert_allclose(m_w, k_w, rtol=2e-4, atol=2e-5)
