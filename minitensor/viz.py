@@ -132,8 +132,7 @@ def _nodes(root: Tensor, max_nodes: int) -> list:
 def _node_attributes(t: Tensor, is_root: bool, show_data: bool, show_grad: bool) -> str:
     lines = []
     if t.is_leaf:
-        lines.append(t.name or ("parameter" if t.requires_grad else "data"))
-        lines.append(_shape(t))
+        lines.append(f"{t.name or ('parameter' if t.requires_grad else 'data')}  {_shape(t)}")
         style = 'shape=ellipse, style=filled, fillcolor="#cfe2f3"' if t.requires_grad else (
             'shape=ellipse, style=filled, fillcolor="#eeeeee"'
         )
