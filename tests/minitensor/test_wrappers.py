@@ -436,3 +436,21 @@ def test_missing_scikit_learn_names_the_extra(monkeypatch):
     monkeypatch.delitem(sys.modules, "minitensor.wrappers")
     with pytest.raises(ImportError, match=r'pip install "minitensor\[sklearn\]"'):
         importlib.import_module("minitensor.wrappers")
+
+
+def test_plain_keyword_arguments_reach_the_model_function_and_subclasses_build_their_own():
+    X, y = small_data()
+    clf = KerasClassifier(softmax_model, loss="sparse_categorical_crossentropy", units=6, verbose=0).fit(X, y)
+    assert clf.model_.layers[0].units == 6 and clf.get_params()["units"] == 6
+
+    class Wide(KerasClassifier):
+        def _keras_build_fn(self, meta, compile_kwargs):
+            model = softmax_model(meta, units=9)
+            model.compile(**compile_kwargs)
+            return model
+
+    wide = Wide(loss="sparse_categorical_crossentropy", optimizer="sgd", verbose=0).initialize(X, y)
+    assert wide.model_.layers[0].units == 9 and wide.model_.compiled and not hasattr(wide, "history_")
+    assert wide.predict(X).shape == (len(X),)
+    with pytest.raises(ValueError, match="_keras_build_fn"):
+        Wide(softmax_model, loss="sparse_categorical_crossentropy").fit(X, y)
