@@ -295,3 +295,17 @@ def test_missing_h5py_names_the_extra(monkeypatch, tmp_path):
         Sequential([Input(shape=(2,)), Dense(1)]).save(tmp_path / "m.keras")
     with pytest.raises(ImportError, match=r'pip install "minitensor\[keras-files\]"'):
         load_model(tmp_path / "m.keras")
+
+
+def test_losses_and_metrics_serialised_as_functions_are_read(saved, tmp_path):
+    def as_functions(config):
+        config["compile_config"]["loss"] = {"module": "keras.losses", "class_name": "function",
+                                            "config": "binary_crossentropy", "registered_name": "binary_crossentropy"}
+        config["compile_config"]["metrics"] = [{"module": "keras.metrics", "class_name": "function",
+                                                "config": "binary_accuracy", "registered_name": None}]
+
+    model = load_model(rewrite(saved, tmp_path / "functions.keras", as_functions))
+    assert isinstance(model.loss, losses.BinaryCrossentropy)
+    assert model._metric_identifiers == ["binary_accuracy"]
+    history = model.fit(X, Y, epochs=1, verbose=0).history
+    assert sorted(history) == ["binary_accuracy", "loss"]
