@@ -429,6 +429,19 @@ class Dropout(Layer):
         out.name = self.name + "/output"
         return out
 
+    def __getstate__(self):
+        # without a seed the layer draws from the global generator: a copy (pickle, deepcopy,
+        # scikit-learn's clone) must go on sharing it, not freeze a private copy of its state
+        state = dict(self.__dict__)
+        if self.seed is None:
+            state["_rng"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self._rng is None:
+            self._rng = make_generator(None)
+
     def get_config(self):
         config = super().get_config()
         config.update(rate=self.rate, noise_shape=None if self.noise_shape is None else list(self.noise_shape), seed=self.seed)

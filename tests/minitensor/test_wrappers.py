@@ -454,3 +454,17 @@ def test_plain_keyword_arguments_reach_the_model_function_and_subclasses_build_t
     assert wide.predict(X).shape == (len(X),)
     with pytest.raises(ValueError, match="_keras_build_fn"):
         Wide(softmax_model, loss="sparse_categorical_crossentropy").fit(X, y)
+
+
+def test_a_cloned_model_with_dropout_follows_random_state():
+    """Copies of a model given as `model=` draw their dropout masks from the seeded global generator."""
+    from minitensor.layers import Dropout
+
+    X, y = small_data(classes=(0, 1))
+    model = Sequential([Input(shape=(5,)), Dense(8, activation="relu"), Dropout(0.5), Dense(1, activation="sigmoid")])
+    clf = KerasClassifier(model, loss="binary_crossentropy", epochs=2, verbose=0, random_state=0)
+    first = clone(clf)
+    np.random.uniform(size=10)  # the global generator moves on between the two clones
+    second = clone(clf)
+    assert second.model.layers[1]._rng is np.random.mtrand._rand
+    np.testing.assert_array_equal(first.fit(X, y).predict_proba(X), second.fit(X, y).predict_proba(X))
