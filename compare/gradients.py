@@ -22,7 +22,8 @@ the per-layer gradient norms on a fixed probe batch every few batches
 (:class:`minitensor.gradient_flow.GradientFlow` and its tf.keras counterpart here): the
 vanishing gradients of the lesson, measured. :func:`flow_figure` draws them.
 
-``python -m compare`` adds both to its report (``--no-gradients`` leaves them out);
+``python -m compare --gradients`` adds both to its report (:func:`report_gradients`; ``make demo``
+passes it);
 ``python -m compare.gradients [--only NAME ...] [--check]`` prints the table alone.
 
 Example:
@@ -52,6 +53,7 @@ __all__ = [
     "gradient_table",
     "gradient_flow",
     "flow_figure",
+    "report_gradients",
     "main",
 ]
 
@@ -444,8 +446,21 @@ def add_to_report(out_dir, results, flow) -> None:
     results_path = out_dir / "results.json"
     if results_path.exists():
         document = json.loads(results_path.read_text(encoding="utf-8"))
-        document["gradients"] = {"tolerance": GRADIENT_RTOL, "models": results, "flow": flow}
-        results_path.write_text(json.dumps(document, indent=1, allow_nan=False, default=float) + "\n", encoding="utf-8")
+        document["gradients"] = _json_ready({"tolerance": GRADIENT_RTOL, "models": results, "flow": flow})
+        results_path.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _json_ready(value):
+    """``value`` with NumPy numbers as Python ones and NaN/inf as ``None`` (JSON has neither)."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def _markdown_to_html(section, figures, html, re, base64) -> str:
@@ -463,7 +478,8 @@ def _markdown_to_html(section, figures, html, re, base64) -> str:
                        + "</tbody></table>")
             table = []
         if line.startswith("## "):
-            out.append(f'<h2 id="gradients">{html.escape(line[3:])}</h2>')
+            slug = re.sub(r"[^a-z0-9]+", "-", line[3:].lower()).strip("-")
+            out.append(f'<h2 id="{slug}">{html.escape(line[3:])}</h2>')
         elif line.startswith("!["):
             name = re.search(r"\((.+)\)", line).group(1).split("/")[-1]
             data = base64.b64encode((figures / name).read_bytes()).decode("ascii")
@@ -473,6 +489,26 @@ def _markdown_to_html(section, figures, html, re, base64) -> str:
             text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
             out.append("<p>" + re.sub(r"`(.+?)`", r"<code>\1</code>", text) + "</p>")
     return "\n".join(out)
+
+
+def report_gradients(out_dir, experiments, seed: int = 42, epochs_scale: float = 1.0, stream=None) -> list:
+    """What ``python -m compare --gradients`` adds to its report; returns the models outside round-off.
+
+    Compares one batch's gradients of each distinct model among ``experiments``, records the deep
+    model's gradient flow (its epochs scaled by ``epochs_scale``, at least 1) and appends both to
+    the report in ``out_dir`` (:func:`add_to_report`).
+    """
+    stream = stream or sys.stdout
+    models = _distinct_models(experiments)
+    print(f"Gradients: one batch of {len(models)} model(s) in both engines, then the deep model's gradient flow",
+          file=stream, flush=True)
+    results = [compare_gradients(e, seed) for e in models]
+    flow_epochs = max(1, round(flow_models()["relu"].epochs * epochs_scale))
+    add_to_report(out_dir, results, gradient_flow(seed=seed, epochs=flow_epochs))
+    failed = [r["experiment"] for r in results if not r["passed"]]
+    print(f"Gradients: {len(results) - len(failed)} of {len(results)} within float32 round-off"
+          + (f"; OUTSIDE: {', '.join(failed)}" if failed else ""), file=stream, flush=True)
+    return failed
 
 
 # ------------------------------------------------------------------------------ command line

@@ -27,8 +27,8 @@ def fake_result(name="relu-adam", worst=2e-7):
 
 def fake_flow():
     steps = [0, 12, 24]
-    record = lambda scale: {"steps": steps, "layers": {f"layer {i}": {"grad_norm": [scale * 10.0 ** i] * 3}  # noqa: E731
-                                                        for i in (1, 2, 3)}}
+    record = lambda scale: {"steps": steps, "layers": {  # noqa: E731
+        f"layer {i}": {"grad_norm": [scale * 10.0 ** i] * 3, "dead_fraction": [float("nan")] * 3} for i in (1, 2, 3)}}
     return {a: {"keras": record(s), "minitensor": record(s), "architecture": "64-8-8-1"}
             for a, s in (("sigmoid", 1e-4), ("relu", 1e-2))}
 
@@ -99,6 +99,7 @@ def test_report_section_is_added_to_a_written_report(tmp_path):
     assert document["gradients"]["tolerance"] == gradients.GRADIENT_RTOL
     assert [m["experiment"] for m in document["gradients"]["models"]] == ["relu-adam", "softmax"]
     assert document["gradients"]["flow"]["relu"]["keras"]["steps"] == [0, 12, 24]
+    assert document["gradients"]["flow"]["relu"]["keras"]["layers"]["layer 1"]["dead_fraction"] == [None] * 3
     assert (tmp_path / "figures" / "gradient-flow.png").read_bytes()[:4] == b"\x89PNG"
 
 
