@@ -9,6 +9,7 @@ Usage::
     python -m compare --mode independent --seeds 5
     python -m compare --check                  # exit status 1 if an experiment breaks its tolerance
     python -m compare --blas-threads 1         # limit NumPy's BLAS threads (recorded in results.json)
+    python -m compare --gradients              # also one batch's per-layer gradients in both engines, and gradient flow
 
 One line per experiment shows which is running, how far it is and the elapsed time. Ctrl-C
 stops after writing the report for the experiments that finished (exit status 130).
@@ -110,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--check", action="store_true",
         help="exit with status 1 if any experiment breaks its parity tolerance",
+    )
+    parser.add_argument(
+        "--gradients", action="store_true",
+        help="add one batch's per-layer gradients of each model in both engines and the deep model's gradient "
+        "flow (sigmoid against relu) to the report (compare.gradients); with --check, a gradient outside "
+        "float32 round-off also fails",
     )
     return parser
 
@@ -251,6 +258,11 @@ def main(argv=None) -> int:
         "blas_threads": args.blas_threads,
     }
     document = write_report(outcomes, args.out, meta=meta)
+    gradient_failures = []
+    if args.gradients and outcomes and not interrupted:
+        from .gradients import report_gradients
+
+        gradient_failures = report_gradients(args.out, [o.experiment for o in outcomes], args.seed, args.epochs_scale)
     summary = document["summary"]
     print(
         f"{summary['passed']} of {summary['experiments']} passed"
@@ -261,7 +273,7 @@ def main(argv=None) -> int:
     )
     if interrupted:
         return 130
-    if args.check and summary["failed"]:
+    if args.check and (summary["failed"] or gradient_failures):
         return 1
     return 0
 
