@@ -1,5 +1,5 @@
 # Entry points for a fresh machine:
-#   make demo  -> set up .venv and run the lesson side by side (minitensor vs tf.keras), writing report/
+#   make demo  -> set up .venv and run the lesson side by side (minitensor vs tf.keras, gradients too), writing report/
 #   make test  -> set up .venv and run the whole test suite
 #   make test-thorough -> the same with Hypothesis's `thorough` profile (10x the examples, random)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/python -m compare
+	$(VENV)/bin/python -m compare --gradients
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
