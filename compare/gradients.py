@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .engines import batch_order, build_model, engine_api, training_arrays
-from .experiments import ALL, EXPERIMENTS, DenseSpec, Experiment, _dense
+from .experiments import ALL, EXPERIMENTS, DenseSpec, Experiment
 
 __all__ = [
     "GRADIENT_RTOL",
@@ -280,10 +280,10 @@ def flow_models() -> dict:
     units = [layer.units for layer in deep.layers if isinstance(layer, DenseSpec)]
     models = {}
     for activation in ("sigmoid", "relu"):
-        hidden = [(u, activation) for u in units[:-1]] + [(units[-1], "sigmoid")]
+        layers = tuple(DenseSpec(u, activation) for u in units[:-1]) + (DenseSpec(units[-1], "sigmoid"),)
         models[activation] = Experiment(
             f"deep-{activation}", deep.section, f"the deep model with {activation} hidden layers", "binary",
-            _dense(*hidden), deep.loss, "sgd", epochs=5, batch_size=32,
+            layers, deep.loss, "sgd", epochs=5, batch_size=32,
         )
     return models
 
