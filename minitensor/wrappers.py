@@ -348,7 +348,9 @@ class BaseWrapper(BaseEstimator):
     def _build_model(self):
         build = self._build_function()
         params = self.get_params()
-        build_params = route_params(params, "model", pass_filter=getattr(self, "_user_params", set()), strict=True)
+        # plain extra arguments go to the model function, except those meant for compile, fit or predict
+        plain = getattr(self, "_user_params", set()) - self._compile_kwargs - self._fit_kwargs - self._predict_kwargs
+        build_params = route_params(params, "model", pass_filter=plain, strict=True)
         if _declares(build, "meta"):
             build_params["meta"] = self._get_metadata()
         if _declares(build, "compile_kwargs"):

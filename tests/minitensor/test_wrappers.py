@@ -355,8 +355,10 @@ def test_jit_compile_is_reachable_and_agrees_with_the_reference_path():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # no fallback to the reference path
         compiled = KerasClassifier(lesson_model, compile__jit_compile=True, **common).fit(X, y)
+        plain = KerasClassifier(lesson_model, jit_compile=True, **common).fit(X, y)
     reference = KerasClassifier(lesson_model, **common).fit(X, y)
     assert compiled.model_.jit_compile is True and reference.model_.jit_compile is False
+    np.testing.assert_array_equal(plain.predict_proba(X), compiled.predict_proba(X))
     np.testing.assert_allclose(compiled.predict_proba(X), reference.predict_proba(X), rtol=1e-5, atol=1e-6)
 
 
