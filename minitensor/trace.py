@@ -44,6 +44,7 @@ import numpy as np
 
 from . import data_adapter
 from .layers import keep_pre_activations
+from .random import generator
 from .tensor import Tensor
 
 __all__ = ["LayerTrace", "StepTrace", "trace_step", "named_tensors"]
@@ -230,8 +231,8 @@ def trace_step(model, x, y, sample_weight=None, training=True) -> StepTrace:
         stream are left exactly as they were.
 
     Raises:
-        RuntimeError: if the model is not compiled. ValueError/TypeError: for bad ``x``, ``y``,
-            ``sample_weight`` (as ``fit``), before anything runs.
+        RuntimeError: if the model is not compiled. ValueError: if it is not built.
+            ValueError/TypeError: for bad ``x``, ``y``, ``sample_weight`` (as ``fit``), before anything runs.
     """
     from .models import Sequential
 
@@ -239,6 +240,13 @@ def trace_step(model, x, y, sample_weight=None, training=True) -> StepTrace:
         raise TypeError(f"Expected a minitensor Sequential model for `model`. Received: {type(model).__name__}")
     if not model.compiled:
         raise RuntimeError("You must call compile() before trace_step(). Received: an uncompiled model")
+    if not model.built:
+        raise ValueError(
+            "The model must be built before trace_step(): declare its input with Input(shape=...) as the first "
+            "layer, or call build() or fit() first (building draws the initial weights, which a trace must not do)."
+        )
+    if training not in (True, False):
+        raise ValueError(f"Expected `training` to be True or False. Received: training={training!r}")
     x = data_adapter.check_x(x, model.input_shape)  # bad input fails here, before anything runs
     weights = model.weights
     saved_grads = [None if w.grad is None else w.grad.copy() for w in weights]
@@ -367,19 +375,19 @@ def _fill_updates(model, layers, grads) -> None:
 
 def _random_states(model) -> list:
     """The state of every random stream the model's layers draw from, and NumPy's global one."""
-    states = [(np.random, np.random.get_state())]
+    states = [(generator(), generator().get_state())]
     for layer in model.layers:
         for value in vars(layer).values():
             if isinstance(value, np.random.Generator):
                 states.append((value.bit_generator, value.bit_generator.state))
-            elif isinstance(value, np.random.RandomState) and value is not np.random.mtrand._rand:
+            elif isinstance(value, np.random.RandomState) and value is not generator():
                 states.append((value, value.get_state()))
     return states
 
 
 def _restore_random_states(states) -> None:
     for owner, state in states:
-        if owner is np.random or isinstance(owner, np.random.RandomState):
+        if isinstance(owner, np.random.RandomState):
             owner.set_state(state)
         else:
             owner.state = state

@@ -295,3 +295,9 @@ def test_bad_arguments_raise_before_anything_changes():
     uncompiled = Sequential([Input(shape=(6,)), Dense(1)])
     with pytest.raises(RuntimeError, match="compile"):
         trace_step(uncompiled, x, y)
+    unbuilt = Sequential([Dense(1)])
+    unbuilt.compile(optimizer="sgd", loss="mse")
+    state = np.random.get_state()[1].copy()
+    with pytest.raises(ValueError, match="must be built"):
+        trace_step(unbuilt, x, y)
+    assert not unbuilt.built and np.array_equal(np.random.get_state()[1], state)
