@@ -141,8 +141,7 @@ def keras_gradients(model, x, y, training=True) -> tuple[float, list]:
     layers = [
         LayerGradients(
             name=layer.name,
-            activation=keras.activations.serialize(layer.activation) if not isinstance(
-                keras.activations.serialize(layer.activation), dict) else layer.activation.__name__,
+            activation=layer.activation.__name__,
             delta=np.asarray(delta),
             kernel=np.asarray(weight_grads[2 * i]),
             bias=np.asarray(weight_grads[2 * i + 1]),
