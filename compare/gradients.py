@@ -391,7 +391,8 @@ def report_section(results, flow, figure_name="figures/gradient-flow.png") -> st
     lines = [
         "## Gradients, layer by layer",
         "",
-        "One batch (the first of the parity order) of each lesson model, on the same weights, in both engines: "
+        "One batch (the first of the parity order) of each lesson model (a model the lesson trains again, on the "
+        "same batch, is listed once), on the same weights, in both engines: "
         "minitensor's `trace_step` against `tf.GradientTape` over tf.keras's layers and `compute_loss`. "
         "delta = dLoss/dz, z the layer's pre-activation. Relative difference = max|minitensor − tf.keras| over "
         "the largest entry of the same sum taken over absolute values (max|δ| for the delta, |x|ᵀ|δ| for dW, "
