@@ -3,16 +3,18 @@
 Usage::
 
     python -m benchmarks                         # every model and engine (several minutes)
+    python -m benchmarks --runs 3                # the same three times: medians of the runs' medians, their range
     python -m benchmarks --quick                 # a short run: few rows, 2 repeats, still every model and engine
     python -m benchmarks --models A,C --engines tf.keras,minitensor-reference --repeats 7
     python -m benchmarks --rows L=25600 --no-memory --output-dir /tmp/bench
+    python -m benchmarks --cold-start A,D        # compiled first epoch with an empty and a warm kernel cache
 
 Exit status: 0 after a run, 2 for a bad argument (argparse's convention).
 
 Example:
     >>> config = parse_args(["--quick", "--models", "a,L", "--engines", "minitensor-reference"])
-    >>> config.models, config.engines, config.repeats
-    (['A', 'L'], ['minitensor-reference'], 2)
+    >>> config.models, config.engines, config.repeats, config.runs
+    (['A', 'L'], ['minitensor-reference'], 2, 1)
 """
 
 from __future__ import annotations
@@ -58,6 +60,15 @@ def _list_type(allowed, what):
     return convert
 
 
+def _cold_start(text: str) -> list:
+    if text.strip().lower() == "none":
+        return []
+    try:
+        return parse_list(text, MODEL_NAMES, "model")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{error} (or none)") from None
+
+
 def _rows(text: str) -> dict:
     rows = {}
     for item in text.split(","):
@@ -91,12 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--engines", type=_list_type(ENGINE_NAMES, "engine"),
                         help=f"comma-separated engines (default: all of {','.join(ENGINE_NAMES)}; "
                              "those not installed are skipped)")
-    parser.add_argument("--repeats", type=_positive, help="timed epochs per engine and model (default 5, quick 2)")
+    parser.add_argument("--runs", type=_positive, default=1,
+                        help="repeat the whole measurement N times and report the median of the runs' medians "
+                             "with their range (default 1)")
+    parser.add_argument("--repeats", type=_positive, help="timed rounds per engine and model (default 5, quick 2)")
     parser.add_argument("--warmup", type=_non_negative,
                         help="untimed epochs after the first one (default 1, quick 0)")
     parser.add_argument("--rows", type=_rows, metavar="MODEL=N[,...]",
                         help="train MODEL on its first N rows (default: full set; L and Ls 12,800 of 60,000)")
     parser.add_argument("--no-memory", action="store_true", help="do not report peak memory")
+    parser.add_argument("--cold-start", type=_cold_start, metavar="MODELS|none",
+                        help="models whose compiled first epoch is also measured in fresh processes with an "
+                             "empty and a warm Numba kernel cache (default A; none to skip)")
     parser.add_argument("--isolation", choices=ISOLATION_MODES, default="process",
                         help="process (default): each engine trains in its own worker process, one at a time; "
                              "in-process: every engine in this process (their threads may then compete)")
@@ -117,6 +134,9 @@ def parse_args(argv=None):
         config.engines = args.engines
     if args.repeats is not None:
         config.repeats = args.repeats
+    config.runs = args.runs
+    if args.cold_start is not None:
+        config.cold_start = args.cold_start
     if args.warmup is not None:
         config.warmup = args.warmup
     if args.rows:

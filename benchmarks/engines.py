@@ -44,6 +44,7 @@ SUBNORMAL_MOMENT = 1e-39
 
 _IMPORTS = {  # engine -> the module whose import decides availability
     "tf.keras": "keras",
+    "tf.keras-xla": "keras",
     "minitensor-reference": "minitensor",
     "minitensor-compiled": "minitensor",
     "pytorch": "torch",
@@ -87,7 +88,7 @@ def probe(engine: str):
         mod = importlib.import_module(module)
     except ImportError as error:
         return False, f"not installed ({module} cannot be imported: {error})", {}
-    if engine == "tf.keras":
+    if engine.startswith("tf.keras"):
         backend = mod.backend.backend()
         if backend != "tensorflow":
             return False, f"Keras runs on the {backend!r} backend, not tensorflow (set KERAS_BACKEND)", {}
@@ -184,10 +185,12 @@ class _KerasApiTrainer(Trainer):
 
 
 class KerasTrainer(_KerasApiTrainer):
-    """tf.keras (Keras 3 on TensorFlow), ``compile(jit_compile=False)``: TensorFlow's CPU default."""
+    """tf.keras (Keras 3 on TensorFlow): ``compile(jit_compile=False)``, TensorFlow's CPU default, or
+    with ``xla=True`` (engine ``tf.keras-xla``) ``compile(jit_compile=True)``: the train step is
+    compiled by XLA, the strongest CPU setting of the reference framework."""
 
-    def __init__(self, spec, x, y, seed):
-        super().__init__("tf.keras", spec, x, y, seed)
+    def __init__(self, spec, x, y, seed, xla=False):
+        super().__init__("tf.keras-xla" if xla else "tf.keras", spec, x, y, seed)
         import keras
 
         keras.utils.set_random_seed(seed)
@@ -196,11 +199,17 @@ class KerasTrainer(_KerasApiTrainer):
         layers.append(keras.layers.Dense(spec.units[-1], activation=spec.output_activation))
         self.model = keras.Sequential(layers)
         optimizer = keras.optimizers.Adam() if spec.optimizer == "adam" else keras.optimizers.SGD()
-        self.model.compile(optimizer=optimizer, loss=spec.loss, metrics=["accuracy"], jit_compile=False)
+        self.model.compile(optimizer=optimizer, loss=spec.loss, metrics=["accuracy"], jit_compile=xla)
         self._timer = self._timer_class(keras.callbacks.Callback)
+        self.xla = xla
 
     def train(self, epochs=1):
-        return self._fit(epochs)
+        result = self._fit(epochs)
+        if self.xla and self.model.jit_compile is not True:  # Keras may turn XLA off for a model it cannot compile
+            note = f"XLA not used: model.jit_compile is {self.model.jit_compile!r} after fit"
+            if note not in self.notes:
+                self.notes.append(note)
+        return result
 
     def _first_momentum(self):
         kernel_shape = (self.spec.units[0], self.spec.units[1])
@@ -384,6 +393,22 @@ class JaxTrainer(Trainer):
         self.xd, self.yd = jnp.asarray(x), jnp.asarray(y)
         self._build()
 
+    def preset_subnormal_moments(self):
+        """Replace the first kernel's Adam first moment by the subnormal pattern (the arrays are immutable)."""
+        m, v, t = self.state
+        kernel_m, bias_m = m[0]
+        pattern = _subnormal_pattern(tuple(kernel_m.shape), self.seed)
+        self.state = ([(self.jnp.asarray(pattern), bias_m)] + list(m[1:]), v, t)
+
+    def first_kernel_momentum(self) -> np.ndarray:
+        """A NumPy copy of Adam's first moment of the first kernel."""
+        return np.asarray(self.state[0][0][0])
+
+    def diagnostics(self):
+        if self.spec.optimizer != "adam" or self.spec.units[0] != 784:
+            return {}
+        return {"first_kernel_momentum_subnormal_share": _subnormal_share(self.first_kernel_momentum())}
+
     def _build(self):
         jax, jnp, spec, binary = self.jax, self.jnp, self.spec, self.binary
 
@@ -443,8 +468,8 @@ class JaxTrainer(Trainer):
 def make_trainer(engine: str, model: str, x: np.ndarray, y: np.ndarray, seed: int = 0) -> Trainer:
     """Build ``model`` (a name from :data:`~benchmarks.specs.MODELS`) in ``engine`` on ``(x, y)``."""
     spec = MODELS[model]
-    if engine == "tf.keras":
-        return KerasTrainer(spec, x, y, seed)
+    if engine in ("tf.keras", "tf.keras-xla"):
+        return KerasTrainer(spec, x, y, seed, xla=engine == "tf.keras-xla")
     if engine in ("minitensor-reference", "minitensor-compiled"):
         return MinitensorTrainer(engine, spec, x, y, seed)
     if engine == "pytorch":

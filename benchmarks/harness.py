@@ -45,13 +45,13 @@ import traceback
 
 import numpy as np
 
-from . import environment, micro, worker
+from . import aggregate, coldstart, environment, micro, targets, worker
 from .specs import BASELINE_ENGINE, FLOP_COUNT_NOTE, MODELS, RunConfig, flops_per_row
 
 __all__ = ["run_benchmarks", "SCHEMA", "measure_memory", "epochs_per_round"]
 
 #: Identifies the layout of the JSON report (see :mod:`benchmarks.report`).
-SCHEMA = "minitensor-benchmarks/1"
+SCHEMA = "minitensor-benchmarks/2"
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -70,16 +70,23 @@ def _worker_command(model: str, engine: str, x_path: str, y_path: str, seed: int
 
 
 class _Worker:
-    """A :mod:`benchmarks.worker` process training one model in one engine, driven over pipes."""
+    """A :mod:`benchmarks.worker` process training one model in one engine, driven over pipes.
 
-    def __init__(self, model: str, engine: str, x_path: str, y_path: str, seed: int):
-        env = dict(os.environ)
+    ``env`` adds (or replaces) environment variables of the worker, e.g. ``NUMBA_CACHE_DIR``.
+    ``started_s`` is the ``perf_counter`` value when the process was started, ``ready_s`` the
+    seconds from then until the worker had imported its engine and built the model.
+    """
+
+    def __init__(self, model: str, engine: str, x_path: str, y_path: str, seed: int, env: dict | None = None):
+        env = {**os.environ, **(env or {})}
         env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
+        self.started_s = time.perf_counter()
         self._proc = subprocess.Popen(_worker_command(model, engine, x_path, y_path, seed), cwd=_PACKAGE_ROOT,
                                       env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
                                       text=True, bufsize=1)
         self.ready = self._read()
+        self.ready_s = time.perf_counter() - self.started_s
 
     def _read(self) -> dict:
         line = self._proc.stdout.readline()
@@ -333,9 +340,80 @@ def _command(config: RunConfig) -> str:
     return shlex.join(["python", "-m", "benchmarks", *config.argv])
 
 
+def _cold_start(config: RunConfig) -> list:
+    """The compiled path's first epoch, cold and warm, of every model in ``config.cold_start``."""
+    from .data import training_arrays
+
+    measured = []
+    for model in config.cold_start:
+        _log(f"cold start: {model} in {coldstart.COLD_START_ENGINE}, empty and then warm Numba cache")
+        x, y = training_arrays(model, config.rows_for(model), config.seed)
+        with tempfile.TemporaryDirectory(prefix="benchmarks-") as directory:
+            x_path, y_path = os.path.join(directory, "x.npy"), os.path.join(directory, "y.npy")
+            np.save(x_path, x)
+            np.save(y_path, y)
+            measured.append(coldstart.measure_cold_warm(model, x_path, y_path, config.seed,
+                                                        engine=coldstart.COLD_START_ENGINE))
+    return measured
+
+
+def _measure_once(config: RunConfig, engines: list, index: int) -> dict:
+    """One whole run: GEMM peak, every model in every engine, the cold start, the GEMM peak again."""
+    started = _dt.datetime.now()
+    clock = time.perf_counter()
+    run = {"run": index + 1, "started": started.isoformat(timespec="seconds"),
+           "load_average": environment.load_average()}
+    has_l = any(MODELS[m].units[0] == 784 for m in config.models)
+    label = f"run {index + 1} of {config.runs}, " if config.runs > 1 else ""
+
+    def measure_gemm(when):
+        _log(f"float32 GEMM peak ({label}{when}): np.dot {config.gemm_size}x{config.gemm_size}, "
+             f"{config.gemm_repeats} repeats")
+        peak = micro.gemm_peak(config.gemm_size, config.gemm_repeats, config.seed)
+        step = None
+        if has_l:
+            _log(f"matrix products of one training step of L ({label}{when}, np.dot only)")
+            step = micro.gemm_training_step(MODELS["L"].units, MODELS["L"].batch_size, config.adam_steps,
+                                            config.adam_repeats, config.seed)
+        return peak, step
+
+    gemm_start, step_start = measure_gemm("start")
+    run["adam_subnormal"] = None
+    if index == 0 and any(e.startswith("minitensor") for e in engines):
+        _log("Adam on subnormal moments (minitensor reference optimizer)")
+        run["adam_subnormal"] = micro.adam_subnormal(config.adam_steps, config.adam_repeats, config.seed)
+
+    run["results"] = []
+    for model in config.models:
+        _log(f"model {model} ({label.rstrip(', ') or 'one run'}): {', '.join(engines) or 'no engine available'}")
+        run["results"].extend(_run_model(model, engines, config))
+
+    run["cold_start"] = _cold_start(config) if coldstart.COLD_START_ENGINE in engines else []
+
+    gemm_end, step_end = measure_gemm("end")
+    # the machine may be shared: of the two measurements, the faster one is the peak (ratios to it are conservative)
+    gemm = max(gemm_start, gemm_end, key=lambda g: g["gflops"])
+    run["gemm_peak"] = {**gemm, "measured_at": "start" if gemm is gemm_start else "end",
+                        "gflops_start": gemm_start["gflops"], "gflops_end": gemm_end["gflops"],
+                        "start": gemm_start, "end": gemm_end}
+    run["gemm_training_step"] = None
+    if has_l:
+        step = min(step_start, step_end, key=lambda g: g["median_s"])
+        run["gemm_training_step"] = {**step, "measured_at": "start" if step is step_start else "end",
+                                     "gflops_start": step_start["gflops"], "gflops_end": step_end["gflops"]}
+    for row in run["results"]:
+        if row["gflops"] is not None:
+            row["fraction_of_gemm_peak"] = row["gflops"] / gemm["gflops"]
+    run["load_average_end"] = environment.load_average()
+    run["duration_s"] = time.perf_counter() - clock
+    return run
+
+
 def run_benchmarks(config: RunConfig, out=print) -> dict:
     """Run the benchmarks described by ``config``; print the Markdown report with ``out``; return the report.
 
+    With ``config.runs`` > 1 the whole measurement is repeated; the report's ``results`` then
+    combine the runs (:func:`benchmarks.aggregate.aggregate_rows`) and ``runs`` keeps each one.
     The report (a JSON-ready dict, layout in :mod:`benchmarks.report`) is also written to
     ``config.output_dir`` as ``<date>-<host>.json`` and ``.md`` (``-quick`` added for ``--quick``)
     unless ``output_dir`` is ``None``.
@@ -357,6 +435,7 @@ def run_benchmarks(config: RunConfig, out=print) -> dict:
         "config": {
             "models": list(config.models),
             "engines": list(config.engines),
+            "runs": config.runs,
             "repeats": config.repeats,
             "warmup": config.warmup,
             "rows": {m: config.rows_for(m) for m in config.models},
@@ -364,6 +443,7 @@ def run_benchmarks(config: RunConfig, out=print) -> dict:
             "isolation": config.isolation,
             "settle_s": config.settle_s,
             "round_s": config.round_s,
+            "cold_start": list(config.cold_start),
             "seed": config.seed,
             "quick": config.quick,
             "shuffle": True,
@@ -384,42 +464,20 @@ def run_benchmarks(config: RunConfig, out=print) -> dict:
         else:
             _log(f"skipping {engine}: {reason}")
 
-    has_l = any(MODELS[m].units[0] == 784 for m in config.models)
-
-    def measure_gemm(when):
-        _log(f"float32 GEMM peak ({when}): np.dot {config.gemm_size}x{config.gemm_size}, {config.gemm_repeats} repeats")
-        peak = micro.gemm_peak(config.gemm_size, config.gemm_repeats, config.seed)
-        step = None
-        if has_l:
-            _log(f"matrix products of one training step of L ({when}, np.dot only)")
-            step = micro.gemm_training_step(MODELS["L"].units, MODELS["L"].batch_size, config.adam_steps,
-                                            config.adam_repeats, config.seed)
-        return peak, step
-
-    gemm_start, step_start = measure_gemm("start")
-    report["adam_subnormal"] = None
-    if any(e.startswith("minitensor") for e in engines):
-        _log("Adam on subnormal moments (minitensor reference optimizer)")
-        report["adam_subnormal"] = micro.adam_subnormal(config.adam_steps, config.adam_repeats, config.seed)
-
-    for model in config.models:
-        _log(f"model {model}: {', '.join(engines) or 'no engine available'}")
-        report["results"].extend(_run_model(model, engines, config))
-
-    gemm_end, step_end = measure_gemm("end")
-    # the machine may be shared: of the two measurements, the faster one is the peak (ratios to it are conservative)
-    gemm = max(gemm_start, gemm_end, key=lambda g: g["gflops"])
-    report["gemm_peak"] = {**gemm, "measured_at": "start" if gemm is gemm_start else "end",
-                           "gflops_start": gemm_start["gflops"], "gflops_end": gemm_end["gflops"],
-                           "start": gemm_start, "end": gemm_end}
+    runs = [_measure_once(config, engines, index) for index in range(config.runs)]
+    report["runs"] = runs
+    report["results"] = aggregate.aggregate_rows([run["results"] for run in runs])
+    fastest = max(runs, key=lambda run: run["gemm_peak"]["gflops"])
+    report["gemm_peak"] = {**fastest["gemm_peak"], "run": fastest["run"],
+                           "gflops_per_run": [run["gemm_peak"]["gflops"] for run in runs]}
+    steps = [run for run in runs if run["gemm_training_step"]]
     report["gemm_training_step"] = None
-    if has_l:
-        step = min(step_start, step_end, key=lambda g: g["median_s"])
-        report["gemm_training_step"] = {**step, "measured_at": "start" if step is step_start else "end",
-                                        "gflops_start": step_start["gflops"], "gflops_end": step_end["gflops"]}
-    for row in report["results"]:
-        if row["gflops"] is not None:
-            row["fraction_of_gemm_peak"] = row["gflops"] / gemm["gflops"]
+    if steps:
+        best = min(steps, key=lambda run: run["gemm_training_step"]["median_s"])
+        report["gemm_training_step"] = {**best["gemm_training_step"], "run": best["run"]}
+    report["adam_subnormal"] = runs[0]["adam_subnormal"]
+    report["cold_start"] = aggregate.aggregate_cold_start([run["cold_start"] for run in runs])
+    report["targets"] = targets.evaluate_targets(report)
 
     machine["load_average_end"] = environment.load_average()
     machine["blas_end"] = environment.blas_info()  # libraries loaded during the run, e.g. SciPy's

@@ -106,8 +106,11 @@ MODEL_NAMES = tuple(MODELS)
 #: How engines are kept apart while they are timed (see :attr:`RunConfig.isolation`).
 ISOLATION_MODES = ("process", "in-process")
 
-#: Engine names as the CLI spells them, in table order. ``pytorch`` and ``jax`` run only when installed.
-ENGINE_NAMES = ("tf.keras", "minitensor-reference", "minitensor-compiled", "pytorch", "jax")
+#: Engine names as the CLI spells them, in table order. ``tf.keras`` is Keras 3 on TensorFlow with
+#: ``jit_compile=False`` (TensorFlow's CPU default), ``tf.keras-xla`` the same model compiled with
+#: ``jit_compile=True`` (XLA). ``pytorch`` and ``jax`` run only when installed (``jax`` comes with the
+#: ``peers`` extra).
+ENGINE_NAMES = ("tf.keras", "tf.keras-xla", "minitensor-reference", "minitensor-compiled", "pytorch", "jax")
 #: The engine every ratio is taken against.
 BASELINE_ENGINE = "tf.keras"
 
@@ -137,6 +140,9 @@ class RunConfig:
     Attributes:
         models: model names to run, in order.
         engines: engine names to try, in order (unavailable ones are reported as skipped).
+        runs: how many times the whole measurement is repeated (every model in every engine, fresh
+            worker processes, the GEMM peak); the report gives the median of the runs' medians and
+            their spread (min–max over the runs).
         repeats: timed rounds per engine and model (engines alternate within each round).
         warmup: untimed epochs per engine after the first (timed, reported separately) epoch.
         rows: training rows per model (fewer than the full set means a subset, said in the report).
@@ -154,6 +160,8 @@ class RunConfig:
         adam_steps: Adam updates timed per case in the subnormal micro-benchmark (and steps timed
             per repeat in the measurement of L's matrix products alone).
         adam_repeats: repeats of each case, and of that measurement (the median is reported).
+        cold_start: models whose compiled first epoch is also measured with an empty and then a warm
+            Numba kernel cache, each in a fresh process (:mod:`benchmarks.coldstart`); empty: none.
         seed: seed for data, weights and shuffling.
         quick: whether this is a ``--quick`` run (recorded, and used in the file name).
         output_dir: where ``<date>-<host>.json`` and ``.md`` go; ``None`` writes nothing.
@@ -163,6 +171,7 @@ class RunConfig:
 
     models: list = field(default_factory=lambda: list(MODEL_NAMES))
     engines: list = field(default_factory=lambda: list(ENGINE_NAMES))
+    runs: int = 1
     repeats: int = 5
     warmup: int = 1
     rows: dict = field(default_factory=dict)
@@ -174,6 +183,7 @@ class RunConfig:
     gemm_repeats: int = 7
     adam_steps: int = 20
     adam_repeats: int = 5
+    cold_start: list = field(default_factory=lambda: ["A"])
     seed: int = 0
     quick: bool = False
     output_dir: str | None = None

@@ -12,7 +12,9 @@ Protocol: one JSON object per line. The worker writes a line when it is ready (o
 build), and answers every command with one line on its original standard output; everything else
 the engine prints goes to standard error.
 
-* ready: ``{"ready": true, "setup_rss_mib": ..., "source": "VmHWM"}`` or ``{"error": ..., "type": ...}``
+* ready: ``{"ready": true, "setup_rss_mib": ..., "source": "VmHWM", "numba_cache_dir": ...}`` or
+  ``{"error": ..., "type": ...}`` (``numba_cache_dir``: the ``NUMBA_CACHE_DIR`` the worker runs
+  with, ``null`` when unset: Numba then caches next to the kernels' sources);
 * ``{"cmd": "epoch", "epochs": 1, "preset": false}`` -> ``{"epoch_s": [...], "fit_s": ..., "peak_rss_mib": ...}``
   trains ``epochs`` consecutive epochs in one call (``preset`` first sets Ls's subnormal Adam
   moments), one time per epoch; the peak after the first epoch is the
@@ -136,7 +138,8 @@ def main(argv=None) -> int:
         reply(_error(error))
         return 1
     setup, source = peak_rss_mib()
-    reply({"ready": True, "setup_rss_mib": round(setup, 1), "source": source})
+    reply({"ready": True, "setup_rss_mib": round(setup, 1), "source": source,
+           "numba_cache_dir": os.environ.get("NUMBA_CACHE_DIR")})
     serve(trainer, sys.stdin, reply)
     return 0
 

@@ -8,6 +8,7 @@ documented JSON, and rejects bad arguments with a clear message.
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,8 @@ import pytest
 
 from benchmarks import cli, data, report, specs
 from benchmarks.harness import SCHEMA, run_benchmarks
+
+from .conftest import tiny
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,23 +33,11 @@ RESULT_KEYS = {
 }
 TOP_KEYS = {
     "schema", "command", "argv", "started", "finished", "duration_s", "machine", "source", "versions", "config",
-    "baseline", "flop_count", "engines", "gemm_peak", "gemm_training_step", "adam_subnormal", "results",
+    "baseline", "flop_count", "engines", "gemm_peak", "gemm_training_step", "adam_subnormal", "results", "runs",
+    "cold_start", "targets",
 }
-
-
-def tiny(**overrides):
-    """A configuration that trains a few steps: quick rows cut further, one repeat, tiny GEMM.
-
-    In-process, so that a test can monkeypatch what the engines do; ``isolation="process"`` to
-    run the workers."""
-    config = specs.quick_config(
-        engines=["minitensor-reference"], repeats=1, memory=False, gemm_size=32, gemm_repeats=1,
-        isolation="in-process", settle_s=0,
-        adam_steps=1, adam_repeats=1, rows={"A": 64, "B": 64, "C": 64, "D": 8, "L": 256, "Ls": 256},
-    )
-    for key, value in overrides.items():
-        setattr(config, key, value)
-    return config
+AGGREGATE_KEYS = {"runs", "runs_ok", "spread", "run_epoch_median_s", "run_speedup_vs_baseline", "run_first_epoch_s",
+                  "speedup_min", "speedup_max"}
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +76,10 @@ def test_quick_run_writes_json_with_documented_schema(quick_run):
     assert {"python", "numpy", "numba", "tensorflow", "keras"} <= set(saved["versions"])
     assert [(r["model"], r["engine"]) for r in saved["results"]] == [("A", "minitensor-reference"),
                                                                      ("Ls", "minitensor-reference")]
+    assert len(saved["runs"]) == 1 and saved["runs"][0]["results"][0]["model"] == "A"
     for row in saved["results"]:
-        assert RESULT_KEYS <= set(row)
+        assert RESULT_KEYS | AGGREGATE_KEYS <= set(row)
+        assert row["spread"] == "rounds" and row["runs"] == 1
         assert row["status"] == "ok", row["reason"]
         assert len(row["epoch_s"]) == saved["config"]["repeats"] == 2
         assert row["speedup_vs_baseline"] is None  # tf.keras was not run
@@ -118,7 +111,7 @@ def test_tensorflow_is_not_imported_without_the_keras_engine(tmp_path):
 def test_compiled_fallback_is_reported_not_hidden(monkeypatch):
     from minitensor import compiled
 
-    monkeypatch.setattr(compiled, "build_plan", lambda model: (None, "no kernels for this test"))
+    monkeypatch.setattr(compiled, "build_plan", lambda model, callbacks=(): (None, "no kernels for this test"))
     printed = []
     result = run_benchmarks(tiny(models=["A"], engines=["minitensor-compiled"]), out=printed.append)
     (row,) = result["results"]
@@ -137,6 +130,21 @@ def test_unavailable_engines_are_skipped_cleanly(monkeypatch):
     assert result["engines"]["jax"] == {"available": False, "reason": "not installed (test)", "versions": {}}
     assert [r["engine"] for r in result["results"]] == ["minitensor-reference"]
     assert "Not measured: jax (not installed (test))" in printed[0]
+
+
+def test_runs_repeat_the_whole_measurement_and_report_the_median_of_their_medians():
+    printed = []
+    result = run_benchmarks(tiny(models=["A"], runs=3), out=printed.append)
+    assert result["config"]["runs"] == 3 and [run["run"] for run in result["runs"]] == [1, 2, 3]
+    (row,) = result["results"]
+    medians = [run["results"][0]["epoch_median_s"] for run in result["runs"]]
+    assert row["run_epoch_median_s"] == medians and row["epoch_median_s"] == statistics.median(medians)
+    assert (row["epoch_min_s"], row["epoch_max_s"], row["spread"]) == (min(medians), max(medians), "runs")
+    assert len(row["epoch_s"]) == 3  # one round per run
+    peaks = [run["gemm_peak"]["gflops"] for run in result["runs"]]
+    assert result["gemm_peak"]["gflops"] == max(peaks) and result["gemm_peak"]["gflops_per_run"] == peaks
+    assert result["runs"][0]["adam_subnormal"] is not None and result["runs"][1]["adam_subnormal"] is None
+    assert ", 3 runs" in printed[0] and "The whole measurement ran 3 times (`--runs 3`)" in printed[0]
 
 
 def test_every_model_runs_on_the_reference_path_in_worker_processes():
@@ -177,11 +185,15 @@ def test_cli_defaults_and_options():
     config = cli.parse_args([])
     assert config.models == list(specs.MODEL_NAMES) and config.engines == list(specs.ENGINE_NAMES)
     assert config.repeats == 5 and config.quick is False and config.memory is True
+    assert config.runs == 1 and config.cold_start == ["A"]
     config = cli.parse_args(["--models", "c,a", "--engines", "TF.Keras", "--repeats", "3", "--warmup", "0",
                              "--rows", "L=2560", "--no-memory", "--no-save"])
     assert config.models == ["C", "A"] and config.engines == ["tf.keras"]
     assert (config.repeats, config.warmup, config.rows_for("L"), config.memory) == (3, 0, 2560, False)
     assert config.output_dir is None
+    config = cli.parse_args(["--runs", "3", "--cold-start", "d,A"])
+    assert config.runs == 3 and config.cold_start == ["D", "A"]
+    assert cli.parse_args(["--cold-start", "None"]).cold_start == []
 
 
 @pytest.mark.parametrize(
@@ -193,6 +205,8 @@ def test_cli_defaults_and_options():
         (["--models", ","], "Expected a comma-separated list of models"),
         (["--repeats", "0"], "expected a positive integer, received '0'"),
         (["--repeats", "two"], "expected a positive integer, received 'two'"),
+        (["--runs", "0"], "expected a positive integer, received '0'"),
+        (["--cold-start", "A,Q"], "Unknown model 'Q'. Expected one of: A, B, C, D, L, Ls (or none)"),
         (["--warmup", "-1"], "expected an integer >= 0"),
         (["--rows", "L=70000"], "rows for L must lie in 1..60000"),
         (["--rows", "Q=5"], "expected MODEL=ROWS"),
