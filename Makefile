@@ -13,7 +13,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --upgrade pip
-	$(VENV)/bin/python -m pip install -e ".[all,test]"
+	$(VENV)/bin/python -m pip install -e ".[all,test,peers]"
 	touch $(STAMP)
 
 demo: $(STAMP)
