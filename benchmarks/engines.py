@@ -52,6 +52,14 @@ _IMPORTS = {  # engine -> the module whose import decides availability
 }
 
 
+#: How to install a missing engine's framework, where the project declares it.
+_INSTALL_HINTS = {
+    "tf.keras": 'pip install "minitensor[compare]"',
+    "tf.keras-xla": 'pip install "minitensor[compare]"',
+    "jax": 'pip install "minitensor[peers]"',
+}
+
+
 @dataclass
 class EpochTime:
     """Wall times of one :meth:`Trainer.train` call, in seconds (see the module docstring).
@@ -87,7 +95,8 @@ def probe(engine: str):
     try:
         mod = importlib.import_module(module)
     except ImportError as error:
-        return False, f"not installed ({module} cannot be imported: {error})", {}
+        hint = _INSTALL_HINTS.get(engine)
+        return False, f"not installed ({module} cannot be imported: {error}{'; ' + hint if hint else ''})", {}
     if engine.startswith("tf.keras"):
         backend = mod.backend.backend()
         if backend != "tensorflow":

@@ -17,8 +17,9 @@ a fresh permutation of the rows). Inputs are float32 arrays made once, outside a
 * **Ls** model L with the Adam first moments of the 196,608 first-layer weights fed by the border
   pixels (29% of the 669,706 parameters) preset to float32 subnormals (+-1e-39) before every
   timed epoch. Those weights' gradient is exactly 0 (their input is), so in L their moments stay
-  0; in Ls they show what an engine does with subnormal optimizer state (the trap of issue 5:
-  NumPy and Numba compute on subnormals slowly, TensorFlow's CPU kernels flush them to zero).
+  0; in Ls they show what an engine does with subnormal optimizer state (NumPy and Numba
+  compute on subnormals slowly unless the processor flushes them to zero, as TensorFlow's CPU
+  kernels do).
 
 Example:
     >>> MODELS["A"].units
