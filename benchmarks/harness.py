@@ -16,6 +16,11 @@ For each model, :func:`run_benchmarks`
    trains at a time, and each epoch starts after a short pause (``settle_s``), so no engine is
    timed while another's threads are still running on this machine's cores.
 
+After the models, the compiled path's first epoch is measured in fresh processes with an empty and
+then a warm Numba kernel cache (:mod:`benchmarks.coldstart`, models ``config.cold_start``), and the
+GEMM peak is measured again. ``config.runs`` > 1 repeats all of this (fresh workers each time) and
+combines the runs (:mod:`benchmarks.aggregate`); the targets are then judged (:mod:`benchmarks.targets`).
+
 Steady-state times are the median, min and max over the rounds of the round's mean epoch time
 (see :class:`benchmarks.engines.EpochTime`); the time per step is the epoch time divided by the steps
 of the epoch (``ceil(rows / batch_size)``). For Ls the Adam state is preset (untimed) before every
