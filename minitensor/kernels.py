@@ -708,20 +708,29 @@ def _metric_values(kind, threshold, ym, labels, ht, vals, row):
 
 
 # ---------------------------------------------------------------------------- optimizers
-@njit(inline="always", **_JIT)
-def _all_finite(a):
-    """Whether every value of ``a`` is finite (``v - v`` is 0 for those, NaN for inf and NaN)."""
-    ok = True
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"}, nogil=True)
+def _non_finite_sum(a):
+    """The sum of ``a[i] - a[i]``: 0 when every value is finite, else NaN.
+
+    Reassociation alone (no finite-math flags) lets the sum vectorise while keeping NaN
+    and infinities as IEEE arithmetic has them (``x - x`` is NaN for an infinite ``x``).
+    """
+    total = np.float32(0.0)
     for i in range(a.size):
-        v = a[i]
-        ok &= (v - v) == 0
-    return ok
+        total += a[i] - a[i]
+    return total
 
 
 @njit(inline="always", **_JIT)
-def _copy(dst, src):
-    for i in range(src.size):
-        dst[i] = src[i]
+def _keep(undo, base, a):
+    for i in range(a.size):
+        undo[base + i] = a[i]
+
+
+@njit(inline="always", **_JIT)
+def _restore(a, undo, base):
+    for i in range(a.size):
+        a[i] = undo[base + i]
 
 
 @njit(inline="always", **_JIT)
@@ -729,25 +738,35 @@ def _guarded_update(params, grads, opt_kind, hyper, flags, s0, s1, s2, iteration
     """:func:`_apply_update`, undone when it leaves a weight or slot non-finite; returns whether it stayed.
 
     ``undo`` (4 x params.size float32) keeps the parameters and the slots in use (those of
-    the parameters' size; the others are 1-element dummies) from before the step.
+    the parameters' size; the others are 1-element dummies) from before the step. (Plain
+    loops with offsets: array views would cost reference counting every step.)
     """
     n = params.size
-    _copy(undo[0:n], params)
-    slots = (s0, s1, s2)
-    for k in range(3):
-        if slots[k].size == n:
-            _copy(undo[(k + 1) * n: (k + 2) * n], slots[k])
+    _keep(undo, 0, params)
+    if s0.size == n:
+        _keep(undo, n, s0)
+    if s1.size == n:
+        _keep(undo, 2 * n, s1)
+    if s2.size == n:
+        _keep(undo, 3 * n, s2)
     _apply_update(params, grads, opt_kind, hyper, flags, s0, s1, s2, iterations)
-    ok = _all_finite(params)
-    for k in range(3):
-        if slots[k].size == n:
-            ok &= _all_finite(slots[k])
-    if not ok:
-        _copy(params, undo[0:n])
-        for k in range(3):
-            if slots[k].size == n:
-                _copy(slots[k], undo[(k + 1) * n: (k + 2) * n])
-    return ok
+    check = _non_finite_sum(params)
+    if s0.size == n:
+        check += _non_finite_sum(s0)
+    if s1.size == n:
+        check += _non_finite_sum(s1)
+    if s2.size == n:
+        check += _non_finite_sum(s2)
+    if check == 0:
+        return True
+    _restore(params, undo, 0)
+    if s0.size == n:
+        _restore(s0, undo, n)
+    if s1.size == n:
+        _restore(s1, undo, 2 * n)
+    if s2.size == n:
+        _restore(s2, undo, 3 * n)
+    return False
 
 
 @njit(inline="always", **_JIT)
