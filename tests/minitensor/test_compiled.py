@@ -122,10 +122,15 @@ def make_optimizer(cfg):
     return getattr(optimizers, name)(**options)
 
 
-def train(cfg, jit, epochs=None):
-    """Train the configuration's model on one path; return everything that must agree."""
+def train(cfg, jit, epochs=None, nudge=False):
+    """Train the configuration's model on one path; return everything that must agree.
+
+    ``nudge``: start from weights one float32 ulp away (every nonzero entry times 1 + 2**-23).
+    """
     mt.set_random_seed(cfg["seed"])
     model = build_model(cfg)
+    if nudge:
+        model.set_weights([w * np.float32(1 + 2.0**-23) for w in model.get_weights()])
     model.compile(optimizer=make_optimizer(cfg), loss=make_loss(cfg), metrics=list(cfg["metrics"]), jit_compile=jit)
     x, y, w = make_data(cfg["seed"], cfg["n"], cfg["d_in"], cfg["output"][0], cfg["loss"][0], cfg["sample_weights"])
     fit = dict(batch_size=cfg["batch_size"], epochs=epochs or cfg["epochs"], shuffle=cfg["shuffle"], verbose=0,
@@ -150,25 +155,68 @@ def train(cfg, jit, epochs=None):
     )
 
 
-def assert_same_training(ref, jit, loss_rtol=LOSS_RTOL, weight_rtol=WEIGHT_RTOL, weight_atol=WEIGHT_ATOL):
+# A training can be chaotic (a large step size, a weight held at an L1 or relu kink): there the
+# reference path parts from *itself* when its starting weights move by one ulp. Where the paths
+# differ by more than the tolerances above, the property accepts the difference only if it is at
+# most CHAOS_FACTOR times the reference path's own difference from that nudged run: the paths
+# differ by a few ulps at every step, not by one ulp once.
+CHAOS_FACTOR = 10
+
+
+def assert_same_training(ref, jit, loss_rtol=LOSS_RTOL, weight_rtol=WEIGHT_RTOL, weight_atol=WEIGHT_ATOL,
+                         nudged=None):
+    """The two trainings agree to round-off; ``nudged()``, if given, trains the reference path from
+    weights one ulp away, to tell a chaotic training's own sensitivity from a disagreement."""
     assert jit["fallbacks"] == [], jit["fallbacks"]
     assert ref["epochs"] == jit["epochs"]
     assert sorted(ref["history"]) == sorted(jit["history"])
+    assert ref["iterations"] == jit["iterations"]
+    assert len(ref["state"]) == len(jit["state"])
+    assert ref["next_random"] == jit["next_random"]
+    failures = disagreements(ref, jit, loss_rtol, weight_rtol, weight_atol)
+    if failures and nudged is not None:
+        own, gaps = gaps_between(ref, nudged()), gaps_between(ref, jit)
+        failures = {name: message + f"\n(the reference path nudged by one ulp moves it by {own[name]:.3g})"
+                    for name, message in failures.items() if gaps[name] > CHAOS_FACTOR * own[name]}
+    assert not failures, "\n\n".join(failures.values())
+
+
+def disagreements(ref, jit, loss_rtol, weight_rtol, weight_atol):
+    """{quantity: message} for each History key, weight and optimizer slot beyond the tolerances."""
+    checks = []
     for key, values in ref["history"].items():
         if "acc" in key:
             # a prediction within round-off of the decision boundary may flip: one sample per epoch,
             # whose share of the accuracy is its weight over the total (1/len(val) for validation)
             share = jit["weight_share"] if not key.startswith("val_") else 1.0 / jit["n_val"]
-            np.testing.assert_allclose(jit["history"][key], values, rtol=0, atol=1.01 * share, err_msg=key)
+            checks.append((key, lambda a=jit["history"][key], d=values, s=share: np.testing.assert_allclose(
+                a, d, rtol=0, atol=1.01 * s)))
         else:
-            np.testing.assert_allclose(jit["history"][key], values, rtol=loss_rtol, atol=1e-7, err_msg=key)
-    for r, j in zip(ref["weights"], jit["weights"]):
-        assert_scaled_close(j, r, weight_rtol, weight_atol)
-    assert ref["iterations"] == jit["iterations"]
-    assert len(ref["state"]) == len(jit["state"])
-    for r, j in zip(ref["state"][1:], jit["state"][1:]):
-        assert_slots_close(j, r)
-    assert ref["next_random"] == jit["next_random"]
+            checks.append((key, lambda a=jit["history"][key], d=values: np.testing.assert_allclose(
+                a, d, rtol=loss_rtol, atol=1e-7)))
+    for i, (r, j) in enumerate(zip(ref["weights"], jit["weights"])):
+        checks.append((f"weight {i}", lambda a=j, d=r: assert_scaled_close(a, d, weight_rtol, weight_atol)))
+    for i, (r, j) in enumerate(zip(ref["state"][1:], jit["state"][1:])):
+        checks.append((f"slot {i}", lambda a=j, d=r: assert_slots_close(a, d)))
+    failures = {}
+    for name, check in checks:
+        try:
+            check()
+        except AssertionError as error:
+            failures[name] = f"{name}: {error}"
+    return failures
+
+
+def gaps_between(a, b):
+    """{quantity: largest absolute difference} between two trainings (inf where their shapes differ)."""
+    pairs = [(k, a["history"][k], b["history"].get(k, [])) for k in a["history"]]
+    pairs += [(f"weight {i}", x, y) for i, (x, y) in enumerate(zip(a["weights"], b["weights"]))]
+    pairs += [(f"slot {i}", x, y) for i, (x, y) in enumerate(zip(a["state"][1:], b["state"][1:]))]
+    gaps = {}
+    for name, x, y in pairs:
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        gaps[name] = float(np.max(np.abs(x - y), initial=0.0)) if x.shape == y.shape else np.inf
+    return gaps
 
 
 def assert_scaled_close(actual, desired, rtol, atol):
@@ -254,7 +302,7 @@ def model_configs(draw):
 def test_compiled_path_matches_reference_path(cfg):
     ref = train(cfg, jit=False)
     jit = train(cfg, jit=True)
-    assert_same_training(ref, jit)
+    assert_same_training(ref, jit, nudged=lambda: train(cfg, jit=False, nudge=True))
 
 
 # ============================================================================ fixed cases
