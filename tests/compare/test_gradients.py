@@ -107,3 +107,26 @@ def test_the_command_line_rejects_unknown_experiments(capsys):
     with pytest.raises(SystemExit):
         gradients.main(["--only", "nope"])
     assert "unknown experiment(s): nope" in capsys.readouterr().err
+
+
+def test_compare_gradients_flag_adds_the_section_and_check_fails_on_it(tmp_path, monkeypatch, outcome_factory):
+    from compare import __main__ as cli
+    from compare import engines
+
+    monkeypatch.setattr(engines, "run_experiment",
+                        lambda experiment, *, mode, seeds, progress=None, **kwargs: outcome_factory(
+                            experiment.name, epochs=experiment.epochs, mode=mode))
+    seen = []
+
+    def fake_report(out_dir, experiments, seed, epochs_scale):
+        seen.append(([e.name for e in experiments], seed, epochs_scale))
+        return ["relu-adam"]
+
+    monkeypatch.setattr(gradients, "report_gradients", fake_report)
+    argv = ["--only", "relu-adam", "--epochs-scale", "0.04", "--out", str(tmp_path)]
+    if "--jobs" in cli.build_parser().format_help():
+        argv += ["--jobs", "1"]  # in this process, where the fakes above apply
+    assert cli.main(argv + ["--check"]) == 0 and seen == []  # off unless asked for
+    assert cli.main(argv + ["--gradients"]) == 0
+    assert cli.main(argv + ["--gradients", "--check"]) == 1
+    assert seen == [(["relu-adam"], 42, 0.04)] * 2
