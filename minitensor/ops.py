@@ -28,10 +28,10 @@ from operator import attrgetter
 
 import numpy as np
 
-from .tensor import Tensor, _grad_mode
+from .tensor import Tensor, _clock, _get_ident, _no_grad_depth
 
 OPS: dict[str, type["Op"]] = {}
-_data = attrgetter("data")
+_data = attrgetter("_data")  # the array itself: reading .data would take a snapshot (see Tensor.data)
 
 
 class _Constants(dict):
@@ -97,11 +97,16 @@ class Op:
     """
 
     name: str = ""
+    # backward()'s results are checked against the contract for ops defined outside this module
+    # (this module's ops are checked by the tests, which switch this on for them)
+    _check_backward = False
 
     def __init_subclass__(cls, register=None, **kwargs):
         super().__init_subclass__(**kwargs)
         if not cls.__dict__.get("name"):
             cls.name = cls.__name__
+        if cls.__module__ != __name__:
+            cls._check_backward = True
         if register is None:
             register = cls.__module__ == __name__
         if register:
@@ -137,12 +142,29 @@ class Op:
                 inputs = _as_tensors(inputs)
                 break
         out = op.forward(*map(_data, inputs))
-        if _grad_mode.enabled:
+        if out.__class__ is not np.ndarray:
+            out = _forward_result(op, out)
+        if not _no_grad_depth or _get_ident() not in _no_grad_depth:  # grad mode, per thread
             for t in inputs:
                 if t.requires_grad:
                     op.inputs = inputs
-                    return Tensor._from_op(out, op)
+                    stamp = next(_clock)  # for the in-place check (see Tensor.data)
+                    for t in inputs:
+                        t._watch = stamp
+                    return Tensor._from_op(out, op, stamp)
         return Tensor._from_op(out, None)
+
+
+def _forward_result(op, out) -> np.ndarray:
+    """A NumPy scalar from ``forward`` becomes a 0-d array; anything else but an array is an error."""
+    if isinstance(out, np.generic):
+        return np.asarray(out)
+    if isinstance(out, np.ndarray):  # a subclass (np.matrix, a masked array): its plain array
+        return np.asarray(out)
+    raise TypeError(
+        f"The forward() of op {op.name} ({type(op).__module__}.{type(op).__qualname__}) must return a NumPy "
+        f"array. Received: a {type(out).__name__}"
+    )
 
 
 def _as_tensors(inputs) -> tuple:
@@ -150,7 +172,7 @@ def _as_tensors(inputs) -> tuple:
     dtype = None
     for value in inputs:
         if isinstance(value, Tensor):
-            dtype = value.data.dtype
+            dtype = value._data.dtype
             break
     return tuple(value if isinstance(value, Tensor) else Tensor(value, dtype=dtype) for value in inputs)
 
@@ -748,19 +770,23 @@ class SoftmaxCrossEntropyWithLogits(Op):
         y = np.asarray(self.labels, dtype=z.dtype)
         shifted, total, self.softmax = self._softmax_parts(z)
         self.y = y
+        self.z_shape = z.shape
         return np.add.reduce(y * (np.log(total) - shifted), axis=self.axis)
 
     def _softmax_parts(self, z):
         return _softmax_parts(z, self.axis)
 
     def backward(self, g):
-        return (np.expand_dims(g, self.axis) * self._unit_gradient(),)
+        # labels of a higher rank than the logits stretch them: sum those copies' gradients
+        return (unbroadcast(np.expand_dims(g, self.axis) * self._unit_gradient(), self.z_shape),)
 
     def _unit_gradient(self):
-        """d(loss)/dz for an upstream gradient of 1 per sample: ``softmax·Σy - y``."""
-        y = np.broadcast_to(self.y, self.softmax.shape)  # labels may broadcast, as in forward
+        """d(loss)/dz for an upstream gradient of 1 per sample: ``softmax·Σy - y`` (broadcast shape)."""
+        y, softmax = self.y, self.softmax
+        if y.shape != softmax.shape:  # labels may broadcast, as in forward, either way
+            y, softmax = np.broadcast_arrays(y, softmax)
         total_y = y.sum(axis=self.axis, keepdims=True)
-        return self.softmax * total_y - y
+        return softmax * total_y - y
 
 
 class SoftmaxCrossEntropyMean(SoftmaxCrossEntropyWithLogits):
@@ -1008,10 +1034,58 @@ def maximum(a, b) -> Tensor:
 
 
 def clip(a, low=None, high=None) -> Tensor:
-    """Clamp values to ``[low, high]`` (either bound may be ``None``)."""
-    if low is not None and high is not None and low > high:
-        raise ValueError(f"Expected low <= high in clip. Received: low={low}, high={high}")
+    """Clamp values to ``[low, high]``; the gradient passes only inside (bounds included).
+
+    Args:
+        a: Tensor.
+        low, high: ``None`` (no bound), a number, or an array (or Tensor) that broadcasts
+            to ``a``'s shape, elementwise bounds. Bounds are constants: the gradient is
+            taken with respect to ``a`` only.
+
+    Raises:
+        ValueError: if ``low > high`` anywhere, or a bound does not broadcast to ``a``'s shape.
+        TypeError: if a bound is a Tensor that requires grad.
+
+    Example:
+        >>> clip(Tensor([-2.0, 0.5, 3.0]), np.array([-1.0, 0.0, 0.0]), 1.0).data
+        array([-1. ,  0.5,  1. ], dtype=float32)
+    """
+    a = _as_tensors((a,))[0]
+    low, high = _clip_bound(low, "low", a), _clip_bound(high, "high", a)
+    if low is not None and high is not None and np.any(low > high):
+        if np.ndim(low) == 0 and np.ndim(high) == 0:
+            raise ValueError(f"Expected low <= high in clip. Received: low={low}, high={high}")
+        where = np.argwhere(np.broadcast_to(low > high, np.broadcast_shapes(np.shape(low), np.shape(high))))[0]
+        raise ValueError(
+            f"Expected low <= high everywhere in clip. Received: low > high at index {tuple(int(i) for i in where)}"
+        )
     return Clip.apply(a, low=low, high=high)
+
+
+def _clip_bound(bound, argument, a: Tensor):
+    """A clip bound as a number or an array of ``a``'s dtype that broadcasts to ``a``'s shape."""
+    if bound is None:
+        return None
+    if isinstance(bound, Tensor):
+        if bound.requires_grad:
+            raise TypeError(
+                f"clip does not differentiate with respect to its bounds: pass `{argument}` as an array, or "
+                f"`{argument}.detach()`. Received: a Tensor {argument} that requires grad"
+            )
+        bound = bound.data
+    if np.ndim(bound) == 0:
+        return bound
+    array = np.asarray(bound, dtype=a.dtype)
+    try:
+        fits = np.broadcast_shapes(a.shape, array.shape) == a.shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"Expected `{argument}` to broadcast to the shape of the tensor clipped, {a.shape}. "
+            f"Received: {argument}.shape={array.shape}"
+        )
+    return array
 
 
 def where(condition, a, b) -> Tensor:
@@ -1086,8 +1160,39 @@ def sigmoid_cross_entropy_with_logits(labels, logits) -> Tensor:
 
 
 def softmax_cross_entropy_with_logits(labels, logits, axis=-1) -> Tensor:
-    """Per-sample categorical cross-entropy of (one-hot or soft) ``labels`` and ``logits``."""
+    """Per-sample categorical cross-entropy of (one-hot or soft) ``labels`` and ``logits``.
+
+    Args:
+        labels: targets whose shape broadcasts with the logits' (either may have more
+            leading axes: the loss is that of the broadcast pair).
+        logits: Tensor.
+        axis: the class axis of ``logits``.
+
+    Returns:
+        The broadcast shape without ``axis``.
+
+    Example:
+        >>> labels = np.array([[1.0, 0.0], [0.0, 1.0]])
+        >>> softmax_cross_entropy_with_logits(labels, Tensor([0.0, 0.0])).data.round(4)
+        array([0.6931, 0.6931], dtype=float32)
+    """
     labels = labels.data if isinstance(labels, Tensor) else labels
+    logits = _as_tensors((logits,))[0]
+    if logits.ndim == 0:
+        raise ValueError("Expected `logits` of rank >= 1 (a class axis) in softmax_cross_entropy_with_logits. Received: shape ()")
+    axis = _check_axis(logits, axis)
+    if not np.isscalar(axis):
+        raise ValueError(f"Expected `axis` to be one integer (the class axis). Received: axis={axis!r}")
+    labels_shape = np.shape(labels)
+    try:
+        np.broadcast_shapes(labels_shape, logits.shape)
+    except ValueError:
+        raise ValueError(
+            "Expected `labels` whose shape broadcasts with the logits' in softmax_cross_entropy_with_logits. "
+            f"Received: labels.shape={labels_shape}, logits.shape={logits.shape}"
+        ) from None
+    # counted from the end, the class axis is the same one in the logits and in the broadcast pair
+    axis = int(axis) - logits.ndim if axis >= 0 else int(axis)
     return SoftmaxCrossEntropyWithLogits.apply(logits, labels=labels, axis=axis)
 
 

@@ -32,18 +32,12 @@ import numpy as np
 
 __all__ = ["Tensor", "no_grad", "is_grad_enabled", "as_tensor", "RemovableHandle"]
 
-class _GradMode(threading.local):
-    """Grad mode, one per thread: every thread starts with recording on.
-
-    Thread-local rather than a context variable: a thread started inside a
-    ``no_grad()`` block must not inherit it (Python 3.14 can make new threads copy
-    the starting thread's context), and NumPy/Numba code never reads it.
-    """
-
-    enabled = True
-
-
-_grad_mode = _GradMode()
+# Grad mode is per thread: the no_grad() depth of each thread that is inside one, by thread
+# ident. Ops read it on every call, so the usual case, no thread inside no_grad(), costs one
+# test of an empty dict (a threading.local attribute costs more); each thread writes only its
+# own key. A new thread starts outside, whatever the thread that started it was doing.
+_no_grad_depth: dict = {}
+_get_ident = threading.get_ident
 
 
 def is_grad_enabled() -> bool:
@@ -55,14 +49,15 @@ def is_grad_enabled() -> bool:
         >>> is_grad_enabled()
         True
     """
-    return _grad_mode.enabled
+    return not _no_grad_depth or _get_ident() not in _no_grad_depth
 
 
 class no_grad:
     """Context manager (and decorator) under which ops record no graph, in this thread.
 
     Grad mode is per thread: other threads keep recording while one runs inside
-    ``no_grad()``, and a new thread starts with recording on.
+    ``no_grad()``, and a new thread starts with recording on. Blocks nest, and one
+    ``no_grad`` object may be entered by several threads at once.
 
     Example:
         >>> x = Tensor([1.0], requires_grad=True)
@@ -73,19 +68,17 @@ class no_grad:
     """
 
     def __enter__(self):
-        # the states to restore, per thread and stacked: one no_grad object may be entered
-        # again while in use, in this thread or in another one
-        saved = self.__dict__.setdefault("_previous", {}).setdefault(threading.get_ident(), [])
-        saved.append(_grad_mode.enabled)
-        _grad_mode.enabled = False
+        ident = _get_ident()
+        _no_grad_depth[ident] = _no_grad_depth.get(ident, 0) + 1
         return self
 
     def __exit__(self, *exc):
-        ident = threading.get_ident()
-        saved = self._previous[ident]
-        _grad_mode.enabled = saved.pop()
-        if not saved:
-            del self._previous[ident]
+        ident = _get_ident()
+        depth = _no_grad_depth.get(ident, 0)
+        if depth > 1:
+            _no_grad_depth[ident] = depth - 1
+        else:  # (absent only when a generator that entered in another thread is closed here)
+            _no_grad_depth.pop(ident, None)
         return False
 
     def __call__(self, fn):
@@ -101,7 +94,7 @@ class no_grad:
 def _to_array(data, dtype=None) -> np.ndarray:
     """Convert user data to a float ndarray, with a clear error for non-numbers."""
     if isinstance(data, Tensor):
-        data = data.data
+        data = data._data
     explicit_float64 = isinstance(data, (np.ndarray, np.floating)) and data.dtype == np.float64
     try:
         array = np.asarray(data)
@@ -154,47 +147,101 @@ class Tensor:
         array([[3., 4.]], dtype=float32)
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "name", "_op", "_keras_logits", "_hooks", "__weakref__")
+    __slots__ = (
+        "_data", "grad", "requires_grad", "name", "_op", "_keras_logits", "_hooks",
+        "_stamp", "_watch", "_snap", "__weakref__",
+    )
     __array_ufunc__ = None  # make `ndarray + Tensor` call Tensor.__radd__
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
-        self.data = _to_array(data, dtype)
+        self._data = _to_array(data, dtype)
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self.name = None
         self._op = None
         self._keras_logits = None
         self._hooks = None  # a _Hooks once register_hook() or retain_grad() is called
+        # in-place change detection (see `data`): when the op that made it was recorded (0 for a
+        # leaf); the stamp of the latest op that saved it while that op awaits backward() and no
+        # snapshot was taken since (else 0); the latest snapshot of its values: (array, bytes,
+        # stamp of the snapshot, stamp of the latest new array assigned to .data before it)
+        self._stamp = self._watch = 0
+        self._snap = None
 
     @classmethod
-    def _from_op(cls, data: np.ndarray, op) -> "Tensor":
-        """Wrap an op's output without re-validating it (the hot path)."""
+    def _from_op(cls, data: np.ndarray, op, stamp: int = 0) -> "Tensor":
+        """Wrap an op's output without re-validating it (the hot path); ``stamp``: when ``op`` was recorded."""
         out = cls.__new__(cls)
-        out.data = data
+        out._data = data
         out.grad = None
         out.name = None
         out._keras_logits = None
         out._hooks = None
+        out._snap = None
+        out._watch = 0
+        out._stamp = stamp
         out.requires_grad = op is not None
         out._op = op
         return out
 
+    # ------------------------------------------------------------------- data
+    @property
+    def data(self) -> np.ndarray:
+        """The values, an ``np.ndarray`` (0-d for a scalar), shared, not copied.
+
+        Changing it in place after an op saved it as an input (the forward pass) and
+        before ``backward()`` would make that op's gradient wrong: ``backward()`` raises a
+        ``RuntimeError`` naming the op and the input instead. It sees every change made
+        through ``.data`` (``t.data[...] = x``, ``t.data += x``, or an array taken from
+        ``t.data`` after the op): the first read of ``.data`` of a tensor that an op saved
+        and ``backward()`` has not yet been through keeps a copy of its values, and
+        ``backward()`` compares. It cannot see writes through arrays that share memory but
+        were taken before the op saved the tensor: the NumPy array the tensor was made
+        from, ``t.data`` kept from before, another tensor's ``.data`` (``t.detach()``
+        shares it), a flat parameter buffer; nor changes made after the first
+        ``backward()`` through the op, nor a change to the tensor ``backward()`` starts
+        from (it is no op's input). Assigning a new array (``t.data = other``) is not an
+        in-place change: ops keep the array they saw. See ``docs/custom-ops.md``.
+
+        Example:
+            >>> v = Tensor([1.0, 2.0], requires_grad=True)
+            >>> y = (v * v).sum()
+            >>> v.data[...] = 100
+            >>> y.backward()  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            RuntimeError: The op mul saved its input 0 (tensor of shape (2,), a leaf) for its gradient, and its values were changed in place after the forward pass (found at backward())...
+        """
+        if self._watch:  # an op saved it, awaits backward(), and no snapshot was taken since
+            _take_snapshot(self)
+        return self._data
+
+    @data.setter
+    def data(self, value) -> None:
+        if value is self._data:  # `t.data += x` (the values changed in place: the snapshot sees it)
+            return
+        self._data = value
+        # ops that saved the old array keep it: nothing to watch, and no snapshot of this new
+        # array is to be compared for them (their stamps are older than this one)
+        self._snap = (None, None, 0, next(_clock))
+        self._watch = 0
+
     # ----------------------------------------------------------------- basics
     @property
     def shape(self) -> tuple:
-        return self.data.shape
+        return self._data.shape
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self._data.ndim
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self._data.dtype
 
     @property
     def size(self) -> int:
-        return self.data.size
+        return self._data.size
 
     @property
     def T(self) -> "Tensor":
@@ -243,18 +290,18 @@ class Tensor:
         return () if self._op is None else tuple(self._op.inputs)
 
     def numpy(self) -> np.ndarray:
-        """Return the underlying array (not a copy)."""
+        """Return the underlying array (not a copy): the same as :attr:`data`."""
         return self.data
 
     def item(self) -> float:
         """Return the value of a one-element tensor as a Python number."""
-        if self.data.size != 1:
+        if self._data.size != 1:
             raise ValueError(f"Expected a tensor with exactly one element for item(). Received: shape={self.shape}")
-        return self.data.item()
+        return self._data.item()
 
     def detach(self) -> "Tensor":
         """Return a new leaf Tensor sharing ``data``, cut from the graph."""
-        out = Tensor._from_op(self.data, None)
+        out = Tensor._from_op(self._data, None)
         return out
 
     def zero_grad(self) -> None:
@@ -263,7 +310,16 @@ class Tensor:
             self.grad[...] = 0
 
     def __len__(self) -> int:
-        return len(self.data)
+        return len(self._data)
+
+    def __bool__(self) -> bool:
+        """The truth value of a one-element tensor; more elements raise, as NumPy does.
+
+        Example:
+            >>> bool(Tensor(0.0)), bool(Tensor([2.0]))
+            (False, True)
+        """
+        return bool(self._data)
 
     def __float__(self) -> float:
         return float(self.item())
@@ -279,7 +335,7 @@ class Tensor:
             >>> x
             Tensor([ 1., -2.], shape=(2,), dtype=float32, name='x', requires_grad=True)
         """
-        body = np.array2string(self.data, separator=", ", prefix="Tensor(")
+        body = np.array2string(self._data, separator=", ", prefix="Tensor(")
         parts = [body, f"shape={self.shape}", f"dtype={self.dtype}"]
         if self.name is not None:
             parts.append(f"name={self.name!r}")
@@ -393,14 +449,14 @@ class Tensor:
                 "created with requires_grad=True. Received: a tensor with requires_grad=False"
             )
         if grad is None:
-            if self.data.size != 1:
+            if self._data.size != 1:
                 raise ValueError(
                     "backward() without an upstream gradient needs a scalar (one-element) tensor. "
                     f"Pass grad= with the output's shape. Received: shape={self.shape}"
                 )
-            grad = np.array(1, dtype=self.data.dtype)  # np.ones_like, for one element, without its Python wrapper
-            if self.data.ndim:
-                grad = grad.reshape(self.data.shape)
+            grad = np.array(1, dtype=self._data.dtype)  # np.ones_like, for one element, without its Python wrapper
+            if self._data.ndim:
+                grad = grad.reshape(self._data.shape)
         else:
             grad = _to_array(grad, self.dtype)
             if grad.shape != self.shape:
@@ -593,7 +649,12 @@ def _backpropagate(root: Tensor, grad: np.ndarray) -> None:
         if node._hooks is not None:
             g = node._hooks.run(node, g)
         op = node._op
-        for parent, parent_grad in zip(op.inputs, op.backward(g)):
+        if node._stamp < _last_snapshot:  # .data of some tensor an op saved was read since this op was recorded
+            _check_saved_values(op, node._stamp)
+        parent_grads = op.backward(g)
+        if op._check_backward:  # an op from outside minitensor.ops (whose ops the tests check)
+            parent_grads = _check_contract(op, parent_grads)
+        for parent, parent_grad in zip(op.inputs, parent_grads):
             if parent_grad is None or not parent.requires_grad:
                 continue
             key = id(parent)
@@ -605,22 +666,93 @@ def _backpropagate(root: Tensor, grad: np.ndarray) -> None:
             else:
                 # never add in place: an op may hand the same array to several inputs
                 grads[key] = previous + parent_grad
+    last = root._stamp  # its op was recorded after every op of its graph
     for leaf in leaves:
+        if leaf._watch <= last:  # the latest op that saved it is in this graph: done with, stop watching
+            leaf._watch = 0
         g = grads[id(leaf)]
         if leaf._hooks is not None:
             g = leaf._hooks.run(leaf, g)
         current = leaf.grad
-        if current is not None and g.shape == leaf.data.shape:
+        if current is not None and g.shape == leaf._data.shape:
             current += g  # in place, so a .grad that is a view into a flat buffer stays one
         else:
             _accumulate_leaf(leaf, g)
 
 
+def _check_contract(op, grads) -> tuple:
+    """The gradients ``op.backward`` returned, as a tuple, if they keep its contract; else a clear error.
+
+    The contract: one entry per input, each ``None`` or an array of that input's shape.
+    """
+    inputs = op.inputs
+    what = f"The backward() of op {op.name} ({type(op).__module__}.{type(op).__qualname__})"
+    if not isinstance(grads, (tuple, list)):
+        kind = f"an array of shape {grads.shape}" if isinstance(grads, np.ndarray) else f"a {type(grads).__name__}"
+        raise TypeError(
+            f"{what} must return a tuple with one gradient (or None) per input: {len(inputs)} for this op. "
+            f"Received: {kind}" + (" (for one input, return `(grad,)`)" if len(inputs) == 1 else "")
+        )
+    if len(grads) != len(inputs):
+        raise TypeError(
+            f"{what} must return one gradient (or None) per input: {len(inputs)} for this op. "
+            f"Received: a {type(grads).__name__} of {len(grads)}"
+        )
+    for position, (t, g) in enumerate(zip(inputs, grads)):
+        if g is None:
+            continue
+        if not isinstance(g, (np.ndarray, np.generic)):
+            raise TypeError(
+                f"{what} must return NumPy arrays (or None). Received: a {type(g).__name__} for input {position} "
+                f"({_describe_tensor(t)})"
+            )
+        if g.shape != t._data.shape:
+            raise ValueError(
+                f"{what} returned a gradient of shape {g.shape} for input {position} ({_describe_tensor(t)}): "
+                f"each gradient must have its input's shape (reduce a broadcast gradient with ops.unbroadcast). "
+                f"Received: shape {g.shape}, expected {t._data.shape}"
+            )
+    return tuple(grads)
+
+
+_clock = itertools.count(1)  # stamps ops when they are recorded, snapshots, and new arrays in .data
+_last_snapshot = 0  # the stamp of the latest snapshot, in any thread
+
+
+def _take_snapshot(t: Tensor) -> None:
+    """Keep ``t``'s bytes: ``.data`` of a tensor an op saved is being handed out (see ``Tensor.data``)."""
+    global _last_snapshot
+    stamp = next(_clock)
+    replaced = 0 if t._snap is None else t._snap[3]
+    t._snap = (t._data, t._data.tobytes(), stamp, replaced)
+    t._watch = 0
+    _last_snapshot = stamp
+
+
+def _check_saved_values(op, stamp: int) -> None:
+    """Raise if an input ``op`` (recorded at ``stamp``) saved was changed in place since.
+
+    Only a snapshot taken after the op was recorded, of the array the op saw (no new array
+    was assigned to ``.data`` since the op), says what the op saw: its bytes are compared.
+    """
+    for position, t in enumerate(op.inputs):
+        snap = t._snap
+        if snap is None or snap[0] is None or snap[2] < stamp or snap[3] > stamp:
+            continue
+        if snap[0].tobytes() != snap[1]:
+            raise RuntimeError(
+                f"The op {op.name} saved its input {position} ({_describe_tensor(t)}) for its gradient, and its "
+                "values were changed in place after the forward pass (found at backward()): the gradient would "
+                "be computed from the new values. Change values after backward() (or before the forward pass), "
+                "or change a copy (`t.data.copy()`). Received: values that differ from those of the forward pass"
+            )
+
+
 def _accumulate_leaf(leaf: Tensor, grad: np.ndarray) -> None:
-    if grad.shape != leaf.data.shape:  # a rule returned a broadcast view; materialise it
-        grad = np.broadcast_to(grad, leaf.data.shape)
+    if grad.shape != leaf._data.shape:  # backward(grad) of a leaf, or a hook's result
+        grad = np.broadcast_to(grad, leaf._data.shape)
     if leaf.grad is None:
-        leaf.grad = np.array(grad, dtype=leaf.data.dtype, copy=True)
+        leaf.grad = np.array(grad, dtype=leaf._data.dtype, copy=True)
     else:
         leaf.grad += grad
 
@@ -665,7 +797,7 @@ class _Hooks:
 
     def run(self, tensor: Tensor, grad: np.ndarray) -> np.ndarray:
         """Pass ``grad`` through the hooks, then keep it in ``.grad`` if asked to."""
-        shape = tensor.data.shape
+        shape = tensor._data.shape
         if grad.shape != shape:
             grad = np.broadcast_to(grad, shape)
         for fn in list(self.fns.values()):
@@ -689,7 +821,7 @@ class _Hooks:
             grad = result
         if self.retain and tensor._op is not None:
             if tensor.grad is None:
-                tensor.grad = np.array(grad, dtype=tensor.data.dtype, copy=True)
+                tensor.grad = np.array(grad, dtype=tensor._data.dtype, copy=True)
             else:
                 tensor.grad += grad
         return grad
@@ -700,7 +832,7 @@ def _describe_fn(fn) -> str:
 
 
 def _describe_tensor(tensor: Tensor) -> str:
-    """``tensor 'name' (shape, made by op)``, for error messages."""
+    """``tensor 'name' of shape (2, 3), made by mul`` (or ``a leaf``), for error messages."""
     name = f" {tensor.name!r}" if tensor.name is not None else ""
     made = "a leaf" if tensor._op is None else f"made by {tensor._op.name}"
-    return f"tensor{name} of shape {tensor.data.shape} ({made})"
+    return f"tensor{name} of shape {tensor._data.shape}, {made}"

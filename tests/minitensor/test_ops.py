@@ -165,12 +165,26 @@ def maximum_case(draw):
 
 @st.composite
 def clip_case(draw):
+    shape = draw(shapes())
+    if draw(st.booleans()):  # elementwise bounds, arrays that broadcast to x's shape
+        bound_shape = draw(broadcast_to_shape(shape))
+        low = draw(st.none() | arrays(bound_shape, floats(-2, 1)))
+        high = draw(st.none() | arrays(bound_shape, floats(-1, 2)))
+        if low is not None and high is not None:
+            low, high = np.minimum(low, high), np.maximum(low, high)
+        x = draw(arrays(shape, floats(-3, 3)))
+        # away from the bounds, where clip is not differentiable
+        for bound in (low, high):
+            if bound is not None:
+                near = np.abs(x - bound) < KINK_MARGIN
+                x = np.where(near, x + 4 * KINK_MARGIN, x)
+        return Example((x,), {"low": low, "high": high})
     low = draw(st.none() | floats(-2, 1))
     high = draw(st.none() | floats(-1, 2))
     if low is not None and high is not None and low > high:
         low, high = high, low
     bounds = [b for b in (low, high) if b is not None]
-    x = draw(arrays(draw(shapes()), away_from(bounds)))
+    x = draw(arrays(shape, away_from(bounds)))
     return Example((x,), {"low": low, "high": high})
 
 
@@ -251,7 +265,11 @@ def sigmoid_ce_case(draw):
 @st.composite
 def softmax_ce_case(draw):
     shape = draw(shapes(min_dims=1))
-    labels = draw(arrays(draw(broadcast_to_shape(shape)), floats(0, 1)))  # soft, not normalised
+    labels_shape = draw(broadcast_to_shape(shape))
+    if draw(st.booleans()):  # labels of a higher rank than the logits
+        labels_shape = (1,) * (len(shape) - len(labels_shape)) + labels_shape  # aligned with the logits' axes
+        labels_shape = tuple(draw(st.lists(st.integers(1, 3), min_size=1, max_size=2))) + labels_shape
+    labels = draw(arrays(labels_shape, floats(0, 1)))  # soft, not normalised
     axis = draw(st.integers(-len(shape), len(shape) - 1))
     return Example((draw(arrays(shape, floats(-5, 5))),), {"labels": labels, "axis": axis})
 
@@ -338,7 +356,8 @@ OP_CASES: dict[str, OpCase] = {
     "softmax_cross_entropy_with_logits": OpCase(
         softmax_ce_case(),
         lambda z, labels, axis: ops.softmax_cross_entropy_with_logits(labels, z, axis=axis),
-        lambda z, labels, axis: -np.sum(labels * sps.log_softmax(z, axis=axis), axis=axis),
+        # the class axis counted from the end, so that it names the same axis in the broadcast pair
+        lambda z, labels, axis: -np.sum(labels * sps.log_softmax(z, axis=axis), axis=axis - z.ndim if axis >= 0 else axis),
     ),
     "sigmoid_cross_entropy_mean": OpCase(
         sigmoid_ce_mean_case(),
@@ -358,6 +377,12 @@ OP_CASES: dict[str, OpCase] = {
 }
 
 OP_NAMES = sorted(OP_CASES)
+
+
+@pytest.fixture(autouse=True)
+def check_every_backward_contract(monkeypatch):
+    """Hold this module's ops to the contract that backward() checks for ops defined elsewhere."""
+    monkeypatch.setattr(ops.Op, "_check_backward", True)
 
 
 def _call(case: OpCase, example: Example, dtype=np.float64, requires_grad=True):
@@ -700,6 +725,50 @@ def test_pow_rejects_non_constant_exponent(exponent):
 def test_clip_rejects_low_above_high():
     with pytest.raises(ValueError, match=r"low <= high.*Received: low=2, high=1"):
         ops.clip(Tensor([1.0]), 2, 1)
+    with pytest.raises(ValueError, match=r"low <= high everywhere.*Received: low > high at index \(1,\)"):
+        ops.clip(Tensor([1.0, 2.0]), np.array([0.0, 3.0]), np.array([1.0, 2.0]))
+
+
+def test_clip_with_array_bounds_clamps_elementwise():
+    x = Tensor(np.array([[-2.0, 0.5, 3.0], [0.0, 0.0, 0.0]]), requires_grad=True)
+    low, high = np.array([-1.0, 0.6, 0.0]), Tensor(np.array([[1.0], [0.7]]))
+    y = ops.clip(x, low, high)
+    np.testing.assert_array_equal(y.data, [[-1.0, 0.6, 1.0], [0.0, 0.6, 0.0]])
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad, [[0.0, 0.0, 0.0], [1.0, 0.0, 1.0]])  # bounds included
+    z = Tensor(np.array([0.5, -3.0]), requires_grad=True)
+    ops.clip(z, np.array([0.0, -4.0]), np.array([1.0, -2.0])).sum().backward()
+    np.testing.assert_array_equal(z.grad, [1.0, 1.0])
+
+
+def test_clip_rejects_bounds_that_do_not_fit_or_require_grad():
+    x = Tensor(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"`low` to broadcast to the shape of the tensor clipped, \(2, 3\)\. Received: low.shape=\(4,\)"):
+        ops.clip(x, np.zeros(4), 1.0)
+    with pytest.raises(ValueError, match=r"`high` to broadcast.*Received: high.shape=\(3, 2, 3\)"):
+        ops.clip(x, None, np.ones((3, 2, 3)))  # would grow the output
+    with pytest.raises(TypeError, match=r"does not differentiate with respect to its bounds.*`low.detach\(\)`"):
+        ops.clip(x, Tensor(np.zeros(3), requires_grad=True), None)
+
+
+def test_softmax_cross_entropy_with_labels_of_higher_rank_matches_the_broadcast_logits():
+    rng = np.random.default_rng(3)
+    z = Tensor(rng.normal(size=(4,)), requires_grad=True)
+    labels = rng.random((3, 4))
+    loss = ops.softmax_cross_entropy_with_logits(labels, z)
+    assert loss.shape == (3,)
+    loss.sum().backward()
+    stretched = Tensor(np.broadcast_to(z.data, (3, 4)).copy(), requires_grad=True)
+    ops.softmax_cross_entropy_with_logits(labels, stretched).sum().backward()
+    np.testing.assert_allclose(z.grad, stretched.grad.sum(axis=0), rtol=1e-12)
+    assert gradcheck(lambda t: ops.softmax_cross_entropy_with_logits(labels, t, axis=0), [Tensor(z.data.copy(), requires_grad=True)])
+
+
+def test_softmax_cross_entropy_rejects_labels_that_do_not_broadcast():
+    with pytest.raises(ValueError, match=r"`labels` whose shape broadcasts with the logits'.*Received: labels.shape=\(2, 5\), logits.shape=\(2, 4\)"):
+        ops.softmax_cross_entropy_with_logits(np.zeros((2, 5)), Tensor(np.zeros((2, 4))))
+    with pytest.raises(ValueError, match=r"rank >= 1"):
+        ops.softmax_cross_entropy_with_logits(np.zeros(()), Tensor(0.0))
 
 
 @pytest.mark.parametrize("fn", [ops.sum, ops.mean, ops.max, ops.logsumexp, ops.softmax, ops.log_softmax])

@@ -476,3 +476,34 @@ def test_ops_on_constants_record_no_graph():
     y = Tensor([1.0]) * Tensor([2.0])
     assert y.requires_grad is False and y.is_leaf
     assert math.isclose(y.item(), 2.0)
+
+
+# ------------------------------------------------------------------ data is an ndarray; truth values
+@pytest.mark.parametrize("index", [(0, 1), (1,), 0], ids=["two ints", "tuple of one", "int"])
+def test_indexing_gives_ndarray_data_even_for_one_element(index):
+    x = Tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    y = x[index]
+    assert type(y.data) is np.ndarray
+    np.testing.assert_array_equal(y.data, np.array(x.data[index]))
+    y.sum().backward()
+    expected = np.zeros((2, 2), dtype=np.float32)
+    expected[index] = 1.0
+    np.testing.assert_array_equal(x.grad, expected)
+
+
+def test_a_0_d_element_keeps_its_dtype_and_shape():
+    y = Tensor(np.array([[1.0, 2.0]]))[0, 1]
+    assert y.data.shape == () and y.dtype == np.float64 and y.item() == 2.0
+
+
+@pytest.mark.parametrize("value, truth", [(0.0, False), (-0.5, True), ([0.0], False), ([[3.0]], True)])
+def test_truth_value_of_a_one_element_tensor_is_its_value(value, truth):
+    assert bool(Tensor(value)) is truth
+    assert (1 if Tensor(value) else 0) == int(truth)
+
+
+def test_truth_value_of_a_larger_tensor_raises_as_numpy_does():
+    with pytest.raises(ValueError, match="truth value of an array with more than one element is ambiguous"):
+        bool(Tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match="ambiguous"):
+        bool(np.array([1.0, 2.0]))  # the same error as NumPy's own
