@@ -10,9 +10,20 @@ Usage::
     python -m compare --check                  # exit status 1 if an experiment breaks its tolerance
     python -m compare --blas-threads 1         # limit NumPy's BLAS threads (recorded in results.json)
     python -m compare --gradients              # also one batch's per-layer gradients in both engines, and gradient flow
+    python -m compare --jobs 1                 # one experiment at a time, in this process
+    python -m compare --no-cache               # train tf.keras too, even where the result cache has it
+    python -m compare --sweep batch_size=1,8,32,128 learning_rate=0.001,0.01,0.1 --seeds 5
+    python -m compare --sweep hidden=12-8,30-20-12 --base relu-adam --scheduler tcp://10.0.0.5:8786
 
-One line per experiment shows which is running, how far it is and the elapsed time. Ctrl-C
-stops after writing the report for the experiments that finished (exit status 130).
+Experiments run in ``--jobs`` worker processes (default: one per available core), longest
+first; one line per experiment says how it went. tf.keras results are cached on disk
+(:mod:`compare.cache`), so a second run after changing only minitensor trains only minitensor;
+the report says which results came from the cache. Ctrl-C stops the workers and writes the
+report for the experiments that finished (exit status 130).
+
+``--sweep`` trains every combination of the settings given, over ``--seeds`` seeds, in both
+engines (independent mode), and writes heatmaps of the final validation accuracy and loss (see
+:mod:`compare.sweep`). Interrupted, it keeps what finished; the same command continues it.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import dataclasses
 import shlex
 import sys
 import time
+from pathlib import Path
 
 from .experiments import ALL, EXPERIMENTS, Experiment
 
@@ -118,6 +130,37 @@ def build_parser() -> argparse.ArgumentParser:
         "flow (sigmoid against relu) to the report (compare.gradients); with --check, a gradient outside "
         "float32 round-off also fails",
     )
+    parser.add_argument(
+        "--jobs", type=_positive_int, default=None, metavar="N",
+        help="worker processes (default: one per available core); each holds BLAS and TensorFlow to "
+        "cores/N threads. 1: everything in this process, with live progress",
+    )
+    parser.add_argument(
+        "--scheduler", default=None, metavar="tcp://HOST:PORT",
+        help="run on a Dask distributed cluster: the scheduler's address (see docs/sweeps.md)",
+    )
+    parser.add_argument(
+        "--no-cache", action="store_true",
+        help="train tf.keras even where the result cache has its result (and store nothing)",
+    )
+    parser.add_argument(
+        "--cache-dir", default=None, metavar="DIR",
+        help="the tf.keras result cache (default: $MINITENSOR_COMPARE_CACHE or ~/.cache/minitensor/compare)",
+    )
+    parser.add_argument(
+        "--sweep", nargs="+", metavar="NAME=V1,V2",
+        help="train every combination of these settings in both engines over --seeds seeds (independent "
+        "mode) and write heatmaps. Settings: batch_size, learning_rate, optimizer, epochs, hidden "
+        "(e.g. 12-8-4), activation, l2",
+    )
+    parser.add_argument(
+        "--engines", nargs="+", choices=("keras", "minitensor"), default=("keras", "minitensor"),
+        help="the engines a sweep trains (default both; the difference heatmap needs both)",
+    )
+    parser.add_argument(
+        "--base", default="relu-adam", metavar="NAME",
+        help="the experiment a sweep varies (default relu-adam); validation is always on in a sweep",
+    )
     return parser
 
 
@@ -139,10 +182,10 @@ def _list(experiments) -> str:
 class _Progress:
     """One line per experiment: which one, k of n, engine, epoch, elapsed time."""
 
-    def __init__(self, total: int, stream=None):
+    def __init__(self, total: int, stream=None, live: bool | None = None):
         self.total = total
         self.stream = stream or sys.stdout
-        self.live = self.stream.isatty()
+        self.live = self.stream.isatty() if live is None else live
         self.started = time.perf_counter()
         self._k = 0
         self._name = ""
@@ -186,11 +229,17 @@ class _Progress:
             self.stream.write("\r" + " " * 118 + "\r")
         print(line, file=self.stream, flush=True)
 
+    def finished(self, k: int, name: str, verdict: dict, note: str = "") -> None:
+        """A line for an experiment that finished elsewhere (a worker process), ``k``-th to finish."""
+        mark = {True: "ok", False: "FAIL", None: "--"}[verdict["passed"]]
+        print(
+            f"[{k}/{self.total}] {name:<16} {mark:<4} {verdict['verdict']}: {verdict['detail']} "
+            f"({note + ', ' if note else ''}elapsed {self._elapsed()})",
+            file=self.stream, flush=True,
+        )
 
-def main(argv=None) -> int:
-    """Run the command line; return the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+
+def _selected(args, parser) -> list[Experiment]:
     if args.only:
         unknown = [name for name in args.only if name not in EXPERIMENTS]
         if unknown:
@@ -198,52 +247,125 @@ def main(argv=None) -> int:
                 f"unknown experiment(s): {', '.join(unknown)} (valid names: {', '.join(EXPERIMENTS)})"
             )
         wanted = set(args.only)
-        experiments = [e for e in ALL if e.name in wanted]
-    else:
-        experiments = list(ALL)
-    experiments = [scale_epochs(e, args.epochs_scale) for e in experiments]
+        return [e for e in ALL if e.name in wanted]
+    return list(ALL)
+
+
+def _estimated_cost(experiment: Experiment, mode: str, seeds: int) -> float:
+    """A rough relative training time, to start the longest experiments first."""
+    rows = 1797 if experiment.train_on == "all-unscaled" else 1149
+    steps = -(-rows // experiment.batch_size)
+    width = sum(getattr(layer, "units", 0) for layer in experiment.layers)
+    runs = seeds if (mode == "independent" or experiment.has_dropout) else (2 if experiment.chaotic else 1)
+    return runs * experiment.epochs * (steps * (1 + width / 100) + 30 * (1 + experiment.validation))
+
+
+def main(argv=None) -> int:
+    """Run the command line; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.sweep:
+        if args.only or args.list:
+            parser.error("--sweep varies one experiment, given by --base; --only and --list do not apply")
+        if args.mode != "independent" and "--mode" in (sys.argv[1:] if argv is None else argv):
+            parser.error("--sweep compares the engines in independent mode; --mode parity does not apply")
+        if args.base not in EXPERIMENTS:
+            parser.error(f"unknown --base experiment {args.base!r} (valid names: {', '.join(EXPERIMENTS)})")
+        from .sweep import parse_grid
+
+        try:
+            grid = parse_grid(args.sweep)
+        except ValueError as error:
+            parser.error(f"--sweep: {error}")
+        return _sweep_main(args, grid, argv)
+    experiments = [scale_epochs(e, args.epochs_scale) for e in _selected(args, parser)]
     if args.list:
         print(_list(experiments))
         return 0
 
     # Heavy imports only now: numpy, scikit-learn; TensorFlow on the first Keras run.
-    from .engines import machine_info, run_experiment
+    from . import engines
     from .parity import assess
     from .report import write_report
+    from .sweep import available_cores, parallel_map, run_experiment_task
 
     seeds = [args.seed + i for i in range(args.seeds)]
-    machine = machine_info()  # before any --blas-threads limit, so it shows the libraries' defaults
-    progress = _Progress(len(experiments))
+    machine = engines.machine_info()  # before any --blas-threads limit, so it shows the libraries' defaults
+    jobs = args.jobs or available_cores()
+    cache_dir = None
+    if not args.no_cache:
+        from .cache import default_cache_dir
+
+        cache_dir = str(args.cache_dir or default_cache_dir())
+    # the experiments that train something: a repeated training is shown again, not rerun
+    first_of: dict = {}
+    for experiment in experiments:
+        first_of.setdefault(training_key(experiment), experiment)
+    unique = list(first_of.values())
+    parallel = args.scheduler is not None or (jobs > 1 and len(unique) > 1)
+    threads = args.blas_threads or max(1, available_cores() // (1 if args.scheduler else min(jobs, len(unique))))
+    where = (
+        f"on the Dask cluster at {args.scheduler}" if args.scheduler
+        else f"in {min(jobs, len(unique))} worker processes, {threads} thread(s) each" if parallel
+        else "in this process"
+    )
     print(
         f"Comparing minitensor with tf.keras on {len(experiments)} experiment(s), {args.mode} mode, "
-        f"seed {args.seed}; report in {args.out}/",
+        f"seed {args.seed}, {where}; report in {args.out}/",
         flush=True,
     )
-    outcomes = []
-    trained = {}
+    trained: dict = {}
     interrupted = False
-    limits = contextlib.nullcontext()
-    if args.blas_threads is not None:
-        from threadpoolctl import threadpool_limits
-
-        limits = threadpool_limits(limits=args.blas_threads, user_api="blas")
     started = time.perf_counter()
-    try:
-        with limits:
-            for k, experiment in enumerate(experiments, start=1):
-                progress.begin(k, experiment.name)
-                earlier = trained.get(training_key(experiment))
-                if earlier is not None:
-                    # The lesson trains this model again (e.g. as a baseline); with the same seed the
-                    # run is the same, so its result is shared and the report says so.
-                    outcome = dataclasses.replace(earlier, experiment=experiment, reused_from=earlier.experiment.name)
-                else:
-                    outcome = run_experiment(experiment, mode=args.mode, seeds=seeds, progress=progress.epoch)
-                    trained[training_key(experiment)] = outcome
-                outcomes.append(outcome)
-                progress.end(assess(outcome)["verdict"], f"reused from {earlier.experiment.name}" if earlier else "")
-    except KeyboardInterrupt:
-        interrupted = True
+    common = dict(mode=args.mode, seeds=seeds, cache_dir=cache_dir, epochs_scale=args.epochs_scale)
+    if not parallel:
+        progress = _Progress(len(experiments))
+        limits = contextlib.nullcontext()
+        if args.blas_threads is not None:
+            from threadpoolctl import threadpool_limits
+
+            limits = threadpool_limits(limits=args.blas_threads, user_api="blas")
+        cache = None
+        if cache_dir is not None:
+            from .cache import ResultCache
+
+            cache = ResultCache(cache_dir)
+        try:
+            with limits:
+                for k, experiment in enumerate(experiments, start=1):
+                    progress.begin(k, experiment.name)
+                    earlier = trained.get(training_key(experiment))
+                    if earlier is not None:
+                        outcome = earlier
+                    else:
+                        extra = {} if cache is None else dict(cache=cache, epochs_scale=args.epochs_scale)
+                        outcome = engines.run_experiment(
+                            experiment, mode=args.mode, seeds=seeds, progress=progress.epoch, **extra
+                        )
+                        trained[training_key(experiment)] = outcome
+                    note = f"reused from {earlier.experiment.name}" if earlier else _cache_note(outcome)
+                    progress.end(assess(_as(experiment, outcome))["verdict"], note)
+        except KeyboardInterrupt:
+            interrupted = True
+    else:
+        order = sorted(unique, key=lambda e: -_estimated_cost(e, args.mode, len(seeds)))
+        progress = _Progress(len(unique), live=False)
+        stream = parallel_map(run_experiment_task, order, jobs=jobs, scheduler=args.scheduler, threads=threads,
+                              **common)
+        try:
+            for k, (index, outcome) in enumerate(stream, start=1):
+                trained[training_key(order[index])] = outcome
+                progress.finished(k, outcome.experiment.name, assess(outcome)["verdict"], _cache_note(outcome))
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            stream.close()
+    outcomes = []
+    for experiment in experiments:
+        outcome = trained.get(training_key(experiment))
+        if outcome is not None:
+            outcomes.append(_as(experiment, outcome))
+    if interrupted:
         print(f"\nInterrupted: writing the report for the {len(outcomes)} finished experiment(s).", flush=True)
     total = time.perf_counter() - started
     meta = {
@@ -256,6 +378,12 @@ def main(argv=None) -> int:
         "command": "python -m compare " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
         "machine": machine,
         "blas_threads": args.blas_threads,
+        "execution": {
+            "jobs": 1 if not parallel else (None if args.scheduler else min(jobs, len(unique))),
+            "scheduler": args.scheduler,
+            "threads_per_job": threads if parallel else args.blas_threads,
+        },
+        "cache": {"enabled": cache_dir is not None, "directory": cache_dir},
     }
     document = write_report(outcomes, args.out, meta=meta)
     gradient_failures = []
@@ -276,6 +404,94 @@ def main(argv=None) -> int:
     if args.check and (summary["failed"] or gradient_failures):
         return 1
     return 0
+
+
+def _as(experiment: Experiment, outcome):
+    """``outcome`` shown as ``experiment`` (a repeated training, reused under its own name)."""
+    if outcome.experiment.name == experiment.name:
+        return outcome
+    return dataclasses.replace(outcome, experiment=experiment, reused_from=outcome.experiment.name)
+
+
+def _cache_note(outcome) -> str:
+    cached = [r for r in outcome.runs["keras"] if r.from_cache]
+    if outcome.sensitivity is not None and outcome.sensitivity.from_cache:
+        cached.append(outcome.sensitivity)
+    return "tf.keras from the cache" if cached else ""
+
+
+def _sweep_main(args, grid: dict, argv) -> int:
+    from .engines import machine_info
+    from .sweep import TaskStore, available_cores, run_sweep, sweep_tasks
+    from .sweep_report import write_sweep_report
+
+    base = EXPERIMENTS[args.base]
+    seeds = [args.seed + i for i in range(args.seeds)]
+    engines = tuple(e for e in ("keras", "minitensor") if e in args.engines)
+    tasks = sweep_tasks(base, grid, seeds=seeds, engines=engines, epochs_scale=args.epochs_scale)
+    jobs = args.jobs or available_cores()
+    cache_dir = None
+    if not args.no_cache:
+        from .cache import default_cache_dir
+
+        cache_dir = str(args.cache_dir or default_cache_dir())
+    threads = args.blas_threads or (1 if args.scheduler else max(1, available_cores() // jobs))
+    where = (f"the Dask cluster at {args.scheduler}" if args.scheduler
+             else f"{jobs} worker process(es), {threads} thread(s) each")
+    combos = len(tasks) // (len(engines) * len(seeds))
+    print(
+        f"Sweeping {base.name}: {combos} combination(s) x {len(seeds)} seed(s) x {len(engines)} engine(s) = "
+        f"{len(tasks)} runs "
+        f"on {where}; report in {args.out}/",
+        flush=True,
+    )
+    store = TaskStore(Path(args.out) / "tasks")
+    done = [0]
+
+    def on_result(task, result, earlier):
+        done[0] += 1
+        if earlier:
+            result["resumed"] = True
+            return
+        history = result["history"]
+        note = " (tf.keras from the cache)" if result.get("from_cache") else ""
+        print(
+            f"[{done[0]}/{len(tasks)}] {task.engine:<10} seed {task.seed} "
+            + " ".join(f"{n}={v}" for n, v in task.settings)
+            + f": val_accuracy {history['val_accuracy'][-1]:.4f}, val_loss {history['val_loss'][-1]:.4g}"
+            + f" ({result['task_seconds']:.1f} s){note}",
+            flush=True,
+        )
+
+    started = time.perf_counter()
+    results, interrupted = run_sweep(tasks, store, jobs=jobs, scheduler=args.scheduler, threads=threads,
+                                     cache_dir=cache_dir, on_result=on_result)
+    earlier = sum(1 for r in results if r is not None and r.get("resumed"))
+    if earlier:
+        print(f"{earlier} run(s) were kept from an earlier run of this sweep ({store.directory}).", flush=True)
+    total = time.perf_counter() - started
+    meta = {
+        "command": "python -m compare " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
+        "base": base.name,
+        "seeds": len(seeds),
+        "seed": args.seed,
+        "epochs_scale": args.epochs_scale,
+        "jobs": None if args.scheduler else jobs,
+        "scheduler": args.scheduler,
+        "threads_per_task": threads,
+        "where": where,
+        "total_seconds": total,
+        "interrupted": interrupted,
+        "machine": machine_info(),
+        "cache": {"enabled": cache_dir is not None, "directory": cache_dir},
+    }
+    if interrupted:
+        print("\nInterrupted: writing the report for the runs that finished; the same command continues.",
+              flush=True)
+    write_sweep_report(tasks, results, grid, args.out, meta=meta)
+    finished = sum(r is not None for r in results)
+    print(f"{finished} of {len(tasks)} runs finished. Total {total:.0f} s. Report: {args.out}/index.html", flush=True)
+    return 130 if interrupted else 0
 
 
 if __name__ == "__main__":

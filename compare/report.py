@@ -27,6 +27,10 @@
       "machine": {platform, machine, processor, cpu_count, python, tf_enable_onednn_opts,
                   blas_libraries: the BLAS libraries loaded and their default thread counts},
       "blas_threads": the --blas-threads limit on NumPy's BLAS, or null (each library's default),
+      "execution": {jobs: worker processes (1: in one process), scheduler: a Dask scheduler's address
+                    or null, threads_per_job: BLAS and TensorFlow threads of each worker},
+      "cache": {enabled, directory: the tf.keras result cache, keras_from_cache: [names of the
+                experiments whose tf.keras runs were read from it rather than trained]},
       "versions": {"keras": {...}, "minitensor": {...}},
       "order": how batch order was fixed (see each experiment's "order" for its row count),
       "tolerance_rules": {"strict": text, "chaotic": text, "distribution": text},
@@ -44,8 +48,9 @@
           "runs": {"keras": [run], "minitensor": [run]},   one run per seed, run =
               {seed, history: {key: [float per epoch]}, epochs_run, steps_per_epoch,
                epoch_seconds: [float], first_epoch_seconds, steady_epoch_seconds, step_seconds,
-               fit_seconds, per_step_logging (a callback read the loss after every step, which
-               slows Keras), test_loss, test_accuracy, confusion: [[int]] | null},
+               fit_seconds, per_step_logging (the loss after every step was recorded), from_cache
+               (read from the result cache; its times are those measured when it was trained),
+               test_loss, test_accuracy, confusion: [[int]] | null},
           "figures": {"curves": "figures/<name>.png", "confusion": path | null}
         }, ...
       ]
@@ -110,6 +115,7 @@ def _run_dict(run: RunResult) -> dict:
         "step_seconds": run.step_seconds,
         "fit_seconds": run.fit_seconds,
         "per_step_logging": run.step_losses is not None,
+        "from_cache": run.from_cache,
         "test_loss": run.test_loss,
         "test_accuracy": run.test_accuracy,
         "confusion": None if run.confusion is None else run.confusion.tolist(),
@@ -169,6 +175,8 @@ def results_document(
         "total_seconds": meta.get("total_seconds"),
         "machine": meta.get("machine"),
         "blas_threads": meta.get("blas_threads"),
+        "execution": meta.get("execution"),
+        "cache": _cache_summary(meta.get("cache"), outcomes),
         "versions": versions,
         "order": _order_summary(mode),
         "tolerance_rules": dict(_RULE_TEXT),
@@ -180,6 +188,16 @@ def results_document(
         },
         "experiments": experiments,
     }
+
+
+def _cache_summary(cache: dict | None, outcomes: Sequence[ExperimentOutcome]) -> dict:
+    """The result cache's settings and which experiments' tf.keras runs it served."""
+    served = []
+    for outcome in outcomes:
+        runs = list(outcome.runs["keras"]) + ([outcome.sensitivity] if outcome.sensitivity is not None else [])
+        if runs and any(r.from_cache for r in runs):
+            served.append(outcome.experiment.name)
+    return {**(cache or {"enabled": False, "directory": None}), "keras_from_cache": served}
 
 
 def _order_summary(mode: str | None) -> str:
@@ -459,6 +477,7 @@ def summary_rows(outcomes: Sequence[ExperimentOutcome], assessments: Sequence[di
             row[f"step_seconds_{engine}"] = _median([r.step_seconds for r in runs])
             row[f"epochs_{engine}"] = [r.epochs_run for r in runs]
         row["per_step_logging"] = any(r.step_losses is not None for e in ENGINES for r in outcome.runs[e])
+        row["keras_from_cache"] = any(r.from_cache for r in outcome.runs["keras"])
         if assessment["tolerance"]["rule"] == "distribution":
             row["max_rel_loss"] = None
         else:
@@ -493,6 +512,15 @@ def _fmt_verdict(verdict: dict) -> str:
     return f"{mark} {verdict['verdict']}"
 
 
+_STEP_NOTE = (
+    "† the loss after every step was recorded (to locate where chaotic runs part); tf.keras records it inside "
+    "its compiled training step, so it still runs a whole epoch per TensorFlow call, as in every other run."
+)
+_CACHE_NOTE = (
+    "‡ tf.keras's runs were read from the result cache (trained earlier with the same spec, seed and "
+    "software); their times are those measured then."
+)
+
 _TABLE_HEADER = [
     "experiment", "rule", "final train loss tf.keras", "final train loss minitensor", "final train accuracy tf.keras",
     "final train accuracy minitensor", "max rel. diff (loss)", "verdict", "time/epoch tf.keras",
@@ -512,7 +540,7 @@ def _table_cells(row: dict) -> list[str]:
         _fmt_value(row["accuracy_minitensor"]),
         "–" if row["max_rel_loss"] is None else f"{row['max_rel_loss']:.1e}",
         _fmt_verdict(row["verdict"]),
-        _fmt_seconds(row["epoch_seconds_keras"]) + mark,
+        _fmt_seconds(row["epoch_seconds_keras"]) + mark + (" ‡" if row.get("keras_from_cache") else ""),
         _fmt_seconds(row["epoch_seconds_minitensor"]) + mark,
         "–" if ratio is None else f"{ratio:.2f}×",
     ]
@@ -532,8 +560,7 @@ def _markdown(document: dict, rows: list[dict], outcomes, assessments) -> str:
         "",
         "Speed ratio = tf.keras seconds per epoch / minitensor seconds per epoch (above 1: minitensor is faster). "
         "Times are medians of the epochs after the first; the first epoch (tracing, compilation) is in results.json. "
-        "† the loss was read after every step (to locate where chaotic runs part), which slows tf.keras "
-        "(its per-step logs must then be fetched).",
+        f"{_STEP_NOTE} {_CACHE_NOTE}",
         "",
         "![parity](figures/parity.png)",
         "",
@@ -592,6 +619,21 @@ def _intro_text(document: dict) -> str:
         parts.append(f"NumPy's BLAS was limited to {document['blas_threads']} thread(s).")
     if document.get("total_seconds") is not None:
         parts.append(f"Total wall time {document['total_seconds']:.0f} s.")
+    execution = document.get("execution") or {}
+    if execution.get("scheduler"):
+        parts.append(f"Run on the Dask cluster at {execution['scheduler']}.")
+    elif execution.get("jobs", 1) and execution.get("jobs", 1) > 1:
+        parts.append(
+            f"Run in {execution['jobs']} worker processes, {execution.get('threads_per_job')} thread(s) each."
+        )
+    cache = document.get("cache") or {}
+    if cache.get("keras_from_cache"):
+        parts.append(
+            f"tf.keras results of {len(cache['keras_from_cache'])} experiment(s) were read from the result "
+            f"cache (‡): {', '.join(cache['keras_from_cache'])}."
+        )
+    elif cache.get("enabled"):
+        parts.append("Every tf.keras result was trained in this run (none came from the result cache).")
     parts.append(f"Batch order: {document['order']}")
     if keras_v or mt_v:
         parts.append(
@@ -643,8 +685,7 @@ def _html(document: dict, rows: list[dict], outcomes, assessments, figures: Path
         "</tbody></table>",
         "<p class=\"meta\">Speed ratio = tf.keras seconds per epoch / minitensor seconds per epoch (above 1: "
         "minitensor is faster). Times are medians of the epochs after the first; the first epoch is in results.json. "
-        "† the loss was read after every step (to locate where chaotic runs part), which slows tf.keras "
-        "(its per-step logs must then be fetched). "
+        + e(f"{_STEP_NOTE} {_CACHE_NOTE} ") +
         "Every number on this page is in results.json.</p>",
         _img(figures / "parity.png", "parity per experiment"),
         _img(figures / "timing.png", "time per epoch"),

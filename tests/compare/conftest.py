@@ -66,6 +66,12 @@ def make_outcome(name, *, epochs=4, mt_scale=1.0, mode="parity", seeds=(42,), co
     )
 
 
+@pytest.fixture(autouse=True)
+def _private_result_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own tf.keras result cache, never the user's."""
+    monkeypatch.setenv("MINITENSOR_COMPARE_CACHE", str(tmp_path_factory.mktemp("keras-cache")))
+
+
 @pytest.fixture
 def outcome_factory():
     """``make_outcome`` as a fixture."""

@@ -94,7 +94,7 @@ def test_engines_import_is_deferred():
 def _fake_runner(monkeypatch, outcome_factory, mt_scale=1.0, interrupt_after=None):
     calls = []
 
-    def fake_run_experiment(experiment, *, mode, seeds, progress=None, record_steps=None):
+    def fake_run_experiment(experiment, *, mode, seeds, progress=None, record_steps=None, **kwargs):
         if interrupt_after is not None and len(calls) >= interrupt_after:
             raise KeyboardInterrupt
         calls.append(experiment.name)
@@ -108,7 +108,7 @@ def _fake_runner(monkeypatch, outcome_factory, mt_scale=1.0, interrupt_after=Non
 
 def test_check_exit_status(tmp_path, monkeypatch, capsys, outcome_factory):
     _fake_runner(monkeypatch, outcome_factory, mt_scale=1 + 1e-3)
-    argv = ["--only", "relu-adam", "--epochs-scale", "0.04", "--out", str(tmp_path)]
+    argv = ["--only", "relu-adam", "--epochs-scale", "0.04", "--out", str(tmp_path), "--jobs", "1"]
     assert main(argv) == 0  # a mismatch is reported ...
     assert main(argv + ["--check"]) == 1  # ... and fails the check
     out = capsys.readouterr().out
@@ -121,13 +121,14 @@ def test_check_exit_status(tmp_path, monkeypatch, capsys, outcome_factory):
 
 def test_check_passes_when_every_experiment_matches(tmp_path, monkeypatch, outcome_factory):
     calls = _fake_runner(monkeypatch, outcome_factory)
-    assert main(["--only", "lr-9", "softmax", "--epochs-scale", "0.1", "--out", str(tmp_path), "--check"]) == 0
+    assert main(["--only", "lr-9", "softmax", "--epochs-scale", "0.1", "--out", str(tmp_path), "--check",
+                 "--jobs", "1"]) == 0
     assert calls == ["lr-9", "softmax"]
 
 
 def test_ctrl_c_keeps_what_finished(tmp_path, monkeypatch, capsys, outcome_factory):
     calls = _fake_runner(monkeypatch, outcome_factory, interrupt_after=2)
-    status = main(["--epochs-scale", "0.05", "--out", str(tmp_path)])
+    status = main(["--epochs-scale", "0.05", "--out", str(tmp_path), "--jobs", "1"])
     assert status == 130
     assert len(calls) == 2
     results = json.loads((tmp_path / "results.json").read_text())
@@ -139,7 +140,8 @@ def test_ctrl_c_keeps_what_finished(tmp_path, monkeypatch, capsys, outcome_facto
 
 def test_a_repeated_training_is_reused_not_rerun(tmp_path, monkeypatch, outcome_factory):
     calls = _fake_runner(monkeypatch, outcome_factory)
-    assert main(["--only", "deep", "no-early-stop", "--epochs-scale", "0.02", "--out", str(tmp_path)]) == 0
+    assert main(["--only", "deep", "no-early-stop", "--epochs-scale", "0.02", "--out", str(tmp_path),
+                 "--jobs", "1"]) == 0
     assert calls == ["deep"]
     results = json.loads((tmp_path / "results.json").read_text())
     reuse = [(e["name"], e["reused_from"]) for e in results["experiments"]]
@@ -152,11 +154,12 @@ def test_blas_threads_limit_applies_during_the_run(tmp_path, monkeypatch, outcom
 
     seen = []
 
-    def fake_run_experiment(experiment, *, mode, seeds, progress=None, record_steps=None):
+    def fake_run_experiment(experiment, *, mode, seeds, progress=None, record_steps=None, **kwargs):
         seen.extend(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
         return outcome_factory(experiment.name, epochs=experiment.epochs, mode=mode)
 
     monkeypatch.setattr(engines, "run_experiment", fake_run_experiment)
-    assert main(["--only", "relu-adam", "--epochs-scale", "0.04", "--blas-threads", "1", "--out", str(tmp_path)]) == 0
+    assert main(["--only", "relu-adam", "--epochs-scale", "0.04", "--blas-threads", "1", "--out", str(tmp_path),
+                 "--jobs", "1"]) == 0
     assert seen and set(seen) == {1}
     assert json.loads((tmp_path / "results.json").read_text())["blas_threads"] == 1

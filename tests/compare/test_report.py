@@ -10,8 +10,8 @@ from compare.report import SCHEMA_VERSION, write_report
 
 RUN_KEYS = {
     "seed", "history", "epochs_run", "steps_per_epoch", "epoch_seconds", "first_epoch_seconds",
-    "steady_epoch_seconds", "step_seconds", "fit_seconds", "per_step_logging", "test_loss", "test_accuracy",
-    "confusion",
+    "steady_epoch_seconds", "step_seconds", "fit_seconds", "per_step_logging", "from_cache", "test_loss",
+    "test_accuracy", "confusion",
 }
 EXPERIMENT_KEYS = {
     "name", "spec", "mode", "seeds", "weights_from", "reused_from", "order", "tolerance", "verdict", "comparison",
@@ -19,7 +19,8 @@ EXPERIMENT_KEYS = {
 }
 TOP_KEYS = {
     "schema_version", "generated", "command", "mode", "seed", "seeds", "epochs_scale", "interrupted",
-    "total_seconds", "machine", "blas_threads", "versions", "order", "tolerance_rules", "summary", "experiments",
+    "total_seconds", "machine", "blas_threads", "execution", "cache", "versions", "order", "tolerance_rules",
+    "summary", "experiments",
 }
 
 
