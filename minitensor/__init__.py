@@ -12,7 +12,7 @@ Example:
 """
 
 from . import ops, random
-from .gradcheck import GradcheckError, gradcheck
+from .gradcheck import GradcheckError, GradcheckWarning, gradcheck
 from .random import set_random_seed
 from .tensor import Tensor, as_tensor, is_grad_enabled, no_grad
 
@@ -40,6 +40,7 @@ __all__ = [
     "random",
     "gradcheck",
     "GradcheckError",
+    "GradcheckWarning",
     "set_random_seed",
     "activations",
     "callbacks",
