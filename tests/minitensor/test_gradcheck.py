@@ -5,7 +5,9 @@ import re
 import numpy as np
 import pytest
 
-from minitensor import GradcheckError, Tensor, gradcheck, ops
+import warnings
+
+from minitensor import GradcheckError, GradcheckWarning, Tensor, gradcheck, ops
 
 
 class ScaleByThree(ops.Op):
@@ -127,10 +129,13 @@ def test_raise_exception_false_returns_false():
     assert gradcheck(broken, [a], raise_exception=False, fast_mode=True) is False
 
 
-def test_fast_mode_catches_a_wrong_gradient_and_names_the_input():
+def test_fast_mode_catches_a_wrong_gradient_and_locates_it_with_the_full_check():
     a, b = x64((2, 3), seed=1), x64((2, 3), seed=2)
-    with pytest.raises(GradcheckError, match=r"input 1 at a random direction"):
+    with pytest.raises(GradcheckError) as info:
         gradcheck(lambda a, b: a * 2 + broken(b), [a, b], fast_mode=True)
+    message = str(info.value)
+    assert message.startswith("fast_mode: Gradient mismatch for input 1 at a random direction")
+    assert "the full check located it. Gradient mismatch for input 1 at index (1, 2) of output element (1, 2)" in message
 
 
 def test_tolerances_are_honoured():
@@ -161,3 +166,97 @@ def test_restores_data_and_grad(fn, fast_mode):
     assert a.grad is previous_grad
     np.testing.assert_array_equal(previous_grad, 7.0)
     assert b.grad is None
+
+
+# ------------------------------------------------------------------ mistakes in the call, explained
+@pytest.mark.parametrize("fast_mode", [False, True])
+def test_a_single_tensor_is_accepted_as_inputs(fast_mode):
+    assert gradcheck(lambda t: ops.tanh(t) * t, x64((2, 3)), fast_mode=fast_mode) is True
+    with pytest.raises(GradcheckError, match=r"input 0 at index \(1, 2\)"):
+        gradcheck(broken, x64((2, 3)), fast_mode=fast_mode)
+
+
+def test_a_single_float64_array_is_one_input():
+    assert gradcheck(lambda t: (t * t).sum(), np.array([[0.5, -2.0], [1.0, 3.0]])) is True
+
+
+class SquareInFloat32(ops.Op):
+    """``a²`` computed in float32 (as a model whose weights are float32 would), with an exact gradient."""
+
+    def forward(self, a):
+        self.a = a
+        return np.square(a.astype(np.float32))
+
+    def backward(self, g):
+        return (2 * self.a * g,)
+
+
+def test_warns_when_fn_computes_in_float32():
+    x = Tensor(np.array([0.3, -1.7, 2.2]), requires_grad=True)
+    with pytest.warns(GradcheckWarning, match=r"returned a float32 tensor from float64 inputs.*dtype='float64'"):
+        # the gradient is right; the float32 round-off makes the central differences wrong
+        assert gradcheck(SquareInFloat32.apply, x, raise_exception=False) is False
+
+
+def test_no_warning_for_float64_computations():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GradcheckWarning)
+        assert gradcheck(lambda t: ops.tanh(t * Tensor([0.1, 0.2, 0.3], dtype="float64")), [x64((3,))])
+
+
+def test_a_non_deterministic_fn_is_refused_and_nondet_tol_allows_small_differences():
+    rng = np.random.default_rng(0)
+
+    def noisy(scale):
+        return lambda t: t * 2 + Tensor(scale * rng.standard_normal(t.shape))
+
+    with pytest.raises(GradcheckError, match=r"`fn` is not deterministic: two evaluations at the same inputs differ by up to .*nondet_tol=0\.0.*dropout"):
+        gradcheck(noisy(1e-3), [x64((3,))])
+    assert gradcheck(noisy(1e-15), [x64((3,))], nondet_tol=1e-12) is True
+
+
+def test_a_dropout_without_a_fixed_mask_is_caught_as_non_deterministic():
+    with pytest.raises(GradcheckError, match="not deterministic"):
+        gradcheck(lambda t: ops.dropout(t, 0.5), [x64((20,))])
+    keep = np.random.default_rng(1).random(20) > 0.5
+    assert gradcheck(lambda t: ops.dropout(t, 0.5, keep=keep), [x64((20,))]) is True
+
+
+def test_a_mismatch_at_a_kink_says_so():
+    x = Tensor(np.array([0.5, 1e-7, -0.3]), requires_grad=True)  # relu's kink at 0 is within eps of x[1]
+    with pytest.raises(GradcheckError) as info:
+        gradcheck(ops.relu, x)
+    message = str(info.value)
+    assert "input 0 at index (1,)" in message
+    assert re.search(r"one-sided differences disagree there \(left=0\.1, right=1\): the input is within eps=1e-06 of a point where `fn` is not differentiable", message)
+
+
+def test_a_mismatch_away_from_any_kink_does_not_mention_one():
+    with pytest.raises(GradcheckError) as info:
+        gradcheck(broken, x64((2, 3)))
+    assert "not differentiable" not in str(info.value)
+
+
+def test_an_fn_that_calls_backward_itself_is_refused_with_an_explanation():
+    def fn(t):
+        loss = (t * t).sum()
+        loss.backward()
+        return loss
+
+    x = x64((3,))
+    with pytest.raises(ValueError, match=r"`fn` to only compute its output: gradcheck calls backward\(\) on it, and evaluates `fn` under no_grad\(\).*Received: `fn` set \.grad of input\(s\) \[0\]"):
+        gradcheck(fn, x)
+    assert x.grad is None  # left as found
+
+
+def test_an_fn_that_calls_backward_only_under_no_grad_gets_the_same_explanation():
+    from minitensor import is_grad_enabled
+
+    def fn(t):
+        loss = (t * 3.0).sum()
+        if not is_grad_enabled():
+            loss.backward()
+        return loss
+
+    with pytest.raises(ValueError, match=r"evaluates `fn` under no_grad\(\).*where backward\(\) has no graph.*Received: backward\(\) called inside `fn`"):
+        gradcheck(fn, x64((3,)))
