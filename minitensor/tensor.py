@@ -642,6 +642,7 @@ def _backpropagate(root: Tensor, grad: np.ndarray) -> None:
     """
     grads = {id(root): grad}
     leaves = []
+    last = root._stamp  # its op was recorded after every op of its graph
     for node in _topological_order(root):
         g = grads.pop(id(node), None)
         if g is None:
@@ -655,6 +656,9 @@ def _backpropagate(root: Tensor, grad: np.ndarray) -> None:
         if op._check_backward:  # an op from outside minitensor.ops (whose ops the tests check)
             parent_grads = _check_contract(op, parent_grads)
         for parent, parent_grad in zip(op.inputs, parent_grads):
+            watch = parent._watch
+            if watch and watch <= last:  # the latest op that saved it is in this graph: done, stop watching
+                parent._watch = 0
             if parent_grad is None or not parent.requires_grad:
                 continue
             key = id(parent)
@@ -666,10 +670,7 @@ def _backpropagate(root: Tensor, grad: np.ndarray) -> None:
             else:
                 # never add in place: an op may hand the same array to several inputs
                 grads[key] = previous + parent_grad
-    last = root._stamp  # its op was recorded after every op of its graph
     for leaf in leaves:
-        if leaf._watch <= last:  # the latest op that saved it is in this graph: done with, stop watching
-            leaf._watch = 0
         g = grads[id(leaf)]
         if leaf._hooks is not None:
             g = leaf._hooks.run(leaf, g)

@@ -144,3 +144,38 @@ def test_a_numpy_scalar_from_forward_becomes_a_0_d_array():
 
     out = Total.apply(Tensor(np.ones(3), requires_grad=True))
     assert type(out.data) is np.ndarray and out.data.shape == ()
+
+
+# ------------------------------------------------------------------ docs/custom-ops.md runs as written
+def _doc_blocks():
+    """The page's ```python blocks, each with the ```text block that follows it (its output) or None."""
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "custom-ops.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```(\w+)\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
+    pairs = []
+    for i, (language, code) in enumerate(blocks):
+        if language == "python":
+            following = blocks[i + 1] if i + 1 < len(blocks) else None
+            pairs.append((code, following[1] if following and following[0] == "text" else None))
+    return pairs
+
+
+def test_the_custom_ops_page_runs_and_prints_what_it_says(capsys):
+    """Every block runs, in order, in one namespace; a block followed by a text block prints that text."""
+    import doctest
+
+    checker = doctest.OutputChecker()
+    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    namespace = {"__name__": "custom_ops_doc"}
+    pairs = _doc_blocks()
+    assert len(pairs) >= 10
+    for code, expected in pairs:
+        exec(compile(code, "docs/custom-ops.md", "exec"), namespace)
+        printed = capsys.readouterr().out
+        if expected is None:
+            assert printed == "", f"a block without an output block printed:\n{printed}"
+        else:
+            assert checker.check_output(expected, printed, flags), f"expected:\n{expected}\nprinted:\n{printed}"
+    assert "softplus" not in ops.OPS  # the page's ops did not join the registry
