@@ -259,6 +259,11 @@ def optimizer_configs(draw):
 @st.composite
 def model_configs(draw):
     seed = draw(st.integers(0, 2**16))
+    optimizer = draw(optimizer_configs())
+    # A rate of 1 makes what follows the Dropout constant, so some gradients are exact zeros plus
+    # round-off; Adam, RMSprop and Adagrad divide a gradient by its own size, which turns that
+    # round-off into whole steps whose direction round-off picks. Those optimizers get rates below 1.
+    rates = [0.25, 0.5, 1.0] if optimizer[0] == "SGD" else [0.25, 0.5]
     depth = draw(st.integers(0, 3))
     hidden = [
         (draw(st.integers(1, 7)), draw(st.sampled_from(ACTIVATIONS)), draw(st.booleans()),
@@ -266,7 +271,7 @@ def model_configs(draw):
         for _ in range(depth)
     ]
     dropouts = [
-        draw(st.one_of(st.none(), st.tuples(st.sampled_from([0.25, 0.5, 1.0]), st.sampled_from([None, 3, 11]))))
+        draw(st.one_of(st.none(), st.tuples(st.sampled_from(rates), st.sampled_from([None, 3, 11]))))
         if draw(st.integers(0, 3)) == 0 else None
         for _ in range(depth + 1)
     ]
@@ -290,7 +295,7 @@ def model_configs(draw):
     return dict(
         seed=seed, d_in=draw(st.integers(1, 6)), hidden=hidden, dropouts=dropouts, output=output,
         activation_layer=draw(st.booleans()), loss=(base, options), metrics=draw(st.sampled_from([(), ("accuracy",)])),
-        optimizer=draw(optimizer_configs()), n=n, batch_size=draw(st.sampled_from([1, 2, 3, 5, 8, 16, 32])),
+        optimizer=optimizer, n=n, batch_size=draw(st.sampled_from([1, 2, 3, 5, 8, 16, 32])),
         epochs=draw(st.integers(1, 3)), shuffle=draw(st.booleans()), sample_weights=draw(st.booleans()),
         validation=draw(st.booleans()) and n >= 3,
     )
