@@ -34,15 +34,16 @@ from minitensor.models import Sequential, load_model
 # a tensor, not to an entry that is itself a cancellation. The drawn trainings take at most 120
 # steps (40 rows, batch 1, 3 epochs), and every step adds its own few u to every weight.
 # History losses: means over the epoch whose summands agree to a few u each, at weights that agree
-# as below; 1e-5 = 170 u (the largest seen over 9,000 random examples: 1.1e-6).
+# as below; 1e-5 = 170 u (the largest seen over 3,000 random examples: 1.1e-6).
 LOSS_RTOL = 1e-5
-# Weights: MAX_STEPS steps of ~8 u each, relative to the tensor's largest entry: 120 * 8 u = 5.7e-5,
+# Weights: 120 steps of ~8 u each, relative to the tensor's largest entry: 120 * 8 u = 5.7e-5,
 # rounded up to 1e-4 (largest seen: 1.4e-4 of the scale, in a tensor all of whose entries sit near the
 # absolute tolerance below).
 WEIGHT_RTOL = 1e-4
 # An L1 penalty's gradient flips sign with its weight, and a relu's with its input: a weight held
 # near such a kink moves by whole steps where round-off decides the side. Not a multiple of u; the
-# largest seen over 9,000 random examples was 3.1e-6.
+# largest seen over 3,000 random examples was 3.1e-6. Trainings that round-off sends elsewhere
+# altogether (chaotic ones) are told apart below (CHAOS_FACTOR).
 WEIGHT_ATOL = 1e-5
 # Optimizer slots are (averages of) gradients: computed at weights that agree to WEIGHT_RTOL of their
 # scale, they agree to about as much of the slot's own scale (largest seen: 1.3e-5 of the scale).
