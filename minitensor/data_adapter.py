@@ -95,11 +95,6 @@ def check_targets(y, n_rows: int, loss, output_shape, argument="y", dtype=np.flo
         )
     units = output_shape[-1] if output_shape is not None else None
     if isinstance(loss, losses.CategoricalCrossentropy):
-        if y.min() < 0 or y.max() > 1:
-            raise ValueError(
-                f"Expected targets in [0, 1] for categorical_crossentropy (one-hot, multi-hot or class "
-                f"probabilities). Received: values from {y.min()} to {y.max()} in `{argument}`"
-            )
         if units is not None and (y.ndim != 2 or y.shape[1] != units):
             hint = (
                 " Integer class labels need loss='sparse_categorical_crossentropy', or one-hot encode them "
@@ -110,6 +105,11 @@ def check_targets(y, n_rows: int, loss, output_shape, argument="y", dtype=np.flo
             raise ValueError(
                 f"Expected one-hot `{argument}` of shape (samples, {units}) for categorical_crossentropy. "
                 f"Received: {argument} with shape {y.shape}.{hint}"
+            )
+        if y.min() < 0 or y.max() > 1:
+            raise ValueError(
+                f"Expected targets in [0, 1] for categorical_crossentropy (one-hot, multi-hot or class "
+                f"probabilities). Received: values from {y.min()} to {y.max()} in `{argument}`"
             )
     elif sparse:
         labels = y.reshape(len(y), -1)

@@ -215,7 +215,9 @@ class Optimizer:
     """Base class: clipping, weight decay, slot bookkeeping, state and config.
 
     A subclass declares its slots in :meth:`_slot_names` and implements
-    :meth:`_update_step`, which must update ``w`` (and its slots) **in place**.
+    :meth:`_update_step`, which updates ``w`` (and its slots) in place, or (the built-in
+    optimizers, declaring ``_writes_new_slots = True``) writes the new slot values and the
+    weight change aside, so that a step is applied whole or not at all.
 
     Args:
         learning_rate: non-negative number, stored as float32 (as Keras's float32 variable).
@@ -303,6 +305,11 @@ class Optimizer:
         self._scratch: list = []  # two scratch arrays per position (no allocation per step)
         self._clipped: list | None = None  # clip output buffers, allocated on first clip
         self._constants_cache: dict = {}
+        self._new_slots: dict = {}
+        self._decay_buffers: list = []
+        self._changes: list = []  # (weights, delta, subtract) of the step being computed
+        self._written: set = set()  # the slots its rule wrote new values for
+        self._guarding = False
 
     # ------------------------------------------------------------------ properties
     @property
@@ -361,6 +368,8 @@ class Optimizer:
         self._scratch = [(np.empty_like(w), np.empty_like(w)) for w in arrays]
         self._parts = [_blocks(w) for w in arrays]
         self._clipped = None
+        self._new_slots = {}  # slot name -> per position, the array a step writes the new values into
+        self._decay_buffers = [None] * len(arrays)
         self.built = True
 
     @staticmethod
@@ -504,15 +513,123 @@ class Optimizer:
     def _flushed_step(self, grads, arrays, guard=False):
         """:meth:`_step` for a caller that already runs it under :func:`~minitensor.fpenv.flush_subnormals`.
 
-        With ``guard`` (``fit`` sets it), the weights and slots the step touches are copied
-        first; if any of them is not finite afterwards they are restored, ``iterations`` is
-        left alone and the result is ``None``: the step was not applied.
+        The built-in rules write a step's new slot values into spare arrays and hand their
+        weight changes to :meth:`_change_weights`; the step then commits: it applies the
+        changes and swaps the spare slot arrays in. With ``guard`` (``fit`` sets it) each
+        change and new slot value is first checked, a block at a time while it is in the
+        cache; if any is not finite nothing is committed, ``iterations`` is left alone and
+        the result is ``None``: the step was not applied. (A subclass whose rule updates in
+        place, see :meth:`_update_step`, is guarded by copies of its arrays instead.)
+        """
+        if not _writes_new_slots(type(self)):
+            return self._in_place_step(grads, arrays, guard)
+        n = len(grads)
+        if self.clipnorm is not None or self.clipvalue is not None or self.global_clipnorm is not None:
+            grads = self._clip_gradients(grads)
+        changes = self._changes
+        changes.clear()
+        self._written.clear()
+        self._guarding = guard
+        lr32 = self._learning_rate
+        blockwise = _updates_blockwise(type(self))
+        for i in range(n):
+            g, w = grads[i], arrays[i]
+            if g is None:
+                continue
+            if self.weight_decay is not None:
+                cast = w.dtype.type
+                decay = self._decay_buffer(i)
+                np.multiply(w, cast(self.weight_decay), out=decay)  # Keras: w - w*wd*lr, before the update
+                decay *= cast(lr32)
+                if guard and not _change_stays_finite(w, decay, subtract=True):
+                    return None
+                self._change_weights(w, decay, subtract=True)
+            lr = lr32 if w.dtype == _FLOAT32 else w.dtype.type(lr32)
+            parts = self._parts[i] if blockwise else None
+            for part in parts or (None,):  # a long vector, a block at a time: its temporaries stay in the cache
+                checked = len(changes)
+                if part is None:
+                    self._update_step(i, g, w, lr)
+                else:
+                    self._update_step(i, g[part], w[part], lr, part)
+                if guard and not self._finite_block(i, part, changes[checked:]):
+                    return None
+        for w, delta, subtract in changes:  # the commit: nothing can fail from here on
+            if subtract:
+                w -= delta
+            else:
+                w += delta
+        changes.clear()
+        for role in self._written:
+            current, new = self._slots[role], self._new_slots[role]
+            for i in range(n):
+                if grads[i] is not None:
+                    current[i], new[i] = new[i], current[i]
+        self._iterations += 1
+        return self._iterations
+
+    #: Set (to True) by a class whose ``_update_step`` writes new slots and weight changes
+    #: through :meth:`_new_slot` and :meth:`_change_weights` (see :meth:`_flushed_step`).
+    _writes_new_slots = False
+
+    def _change_weights(self, w, delta, subtract) -> None:
+        """The rule's weight change ``w - delta`` (or ``w + delta``).
+
+        Unguarded, it is applied at once (``w`` is in the cache); a guarded step applies it
+        when it commits, so ``delta`` must stay as it is until then (a scratch or new-slot
+        array of this variable or block).
+        """
+        if self._guarding:
+            self._changes.append((w, delta, subtract))
+        elif subtract:
+            w -= delta
+        else:
+            w += delta
+
+    def _new_slot(self, role: str, index: int, part):
+        """The array the rule writes slot ``role``'s new values into (or its block ``part``)."""
+        self._written.add(role)
+        spare = self._new_slots.get(role)
+        if spare is None:
+            spare = self._new_slots[role] = [None] * len(self._shapes)
+        if spare[index] is None:
+            shape, dtype = self._shapes[index]
+            spare[index] = np.empty(shape, dtype)
+        return spare[index] if part is None else spare[index][part]
+
+    def _decay_buffer(self, index):
+        buffers = self._decay_buffers
+        if buffers[index] is None:
+            shape, dtype = self._shapes[index]
+            buffers[index] = np.empty(shape, dtype)
+        return buffers[index]
+
+    def _finite_block(self, index, part, changes) -> bool:
+        """Whether variable ``index``'s new slot values and weight ``changes`` (its block ``part``) stay finite."""
+        for role in self._written:
+            if not _is_finite(self._new_slot(role, index, part)):
+                return False
+        for w, delta, subtract in changes:
+            if not _change_stays_finite(w, delta, subtract):
+                return False
+        return True
+
+    # ------------------------------------------------------------------ rules that update in place
+    def _in_place_step(self, grads, arrays, guard):
+        """The step for a subclass whose ``_update_step`` updates ``w`` and its slots in place.
+
+        With ``guard``, the weights and slots are copied first and restored if any is not
+        finite afterwards.
         """
         n = len(grads)
         if self.clipnorm is not None or self.clipvalue is not None or self.global_clipnorm is not None:
             grads = self._clip_gradients(grads)
+        kept = []
         if guard:
-            self._keep_for_undo(grads, arrays)
+            for i in range(n):
+                if grads[i] is not None:
+                    for array in (arrays[i], *(s[i] for s in self._slots.values())):
+                        kept.append((array.copy(), array))
         lr32 = self._learning_rate
         if self.weight_decay is not None:
             for i in range(n):
@@ -531,50 +648,28 @@ class Optimizer:
                 parts = self._parts[i] if blockwise else None
                 if parts is None:
                     self._update_step(i, g, w, lr)
-                else:  # a long vector, a block at a time: its temporaries stay in the cache
+                else:
                     for part in parts:
                         self._update_step(i, g[part], w[part], lr, part)
-        if guard and not self._all_finite(grads, arrays):
-            self._undo(grads, arrays)
+        if guard and not all(_is_finite(array) for _, array in kept):
+            for copy, array in kept:
+                np.copyto(array, copy)
             return None
         self._iterations += 1
         return self._iterations
 
-    # ------------------------------------------------------------------ the non-finite guard
-    def _touched(self, grads, arrays):
-        """``(position, weight array, its slot arrays)`` for each variable that has a gradient."""
-        slots = list(self._slots.values())
-        return [(i, arrays[i], [s[i] for s in slots]) for i in range(len(grads)) if grads[i] is not None]
-
-    def _keep_for_undo(self, grads, arrays) -> None:
-        """Copy the weights and slots this step will change (into buffers allocated once)."""
-        if getattr(self, "_undo_buffers", None) is None or len(self._undo_buffers) != len(self._shapes):
-            self._undo_buffers = [None] * len(self._shapes)
-        for i, w, slots in self._touched(grads, arrays):
-            kept = self._undo_buffers[i]
-            if kept is None:
-                kept = self._undo_buffers[i] = [np.empty_like(w) for _ in range(1 + len(slots))]
-            for copy, array in zip(kept, [w, *slots]):
-                np.copyto(copy, array)
-
-    def _undo(self, grads, arrays) -> None:
-        for i, w, slots in self._touched(grads, arrays):
-            for copy, array in zip(self._undo_buffers[i], [w, *slots]):
-                np.copyto(array, copy)
-
-    def _all_finite(self, grads, arrays) -> bool:
-        for _, w, slots in self._touched(grads, arrays):
-            for array in (w, *slots):
-                if not _is_finite(array):
-                    return False
-        return True
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_new_slots"] = {}  # spare arrays, refilled by each step: not worth pickling
+        state["_changes"], state["_written"] = [], set()
+        return state
 
     def _unbuild(self) -> None:
         """Forget the slots of a first step that was refused: the optimizer is as new."""
         self.built = False
         self._variables, self._shapes, self._slots, self._scratch, self._parts = [], [], {}, [], []
         self._clipped = None
-        self._undo_buffers = None
+        self._new_slots, self._decay_buffers = {}, []
 
     def _slot(self, role: str, index: int, part):
         """The slot array ``role`` of variable ``index``, or its block ``part`` (see :meth:`_update_step`)."""
@@ -650,7 +745,13 @@ class Optimizer:
         return cached
 
     def _update_step(self, index: int, g: np.ndarray, w: np.ndarray, lr, part=None) -> None:
-        """Update ``w`` (and the slots at ``index``) in place from gradient ``g``; ``lr`` has ``w``'s dtype.
+        """Update ``w`` (and the slots at ``index``) from gradient ``g``; ``lr`` has ``w``'s dtype.
+
+        Either in place, or, in a class that sets ``_writes_new_slots = True``, without
+        writing ``w`` or the slots: new slot values go into :meth:`_new_slot`'s arrays (the
+        current ones are read with :meth:`_slot`) and the change of ``w`` is handed to
+        :meth:`_change_weights`; the step commits both once every variable is done (the rule
+        must therefore not read ``w``).
 
         For a long 1-D variable (the flat buffer ``fit`` trains) the step is taken one block
         ``part`` (a slice) at a time: ``g`` and ``w`` are then that block, and the slots and
@@ -797,22 +898,24 @@ class SGD(Optimizer):
     def _slot_names(self):
         return ["momentum"] if self.momentum != 0 else []
 
+    _writes_new_slots = True
+
     def _update_step(self, index, g, w, lr, part=None):
         s1, s2 = self._scratch_for(index, part)
         np.multiply(g, lr, out=s1)  # g*lr
         if self.momentum == 0:
-            w -= s1
+            self._change_weights(w, s1, subtract=True)  # w - g*lr
             return
         (momentum,) = self._cast_constants(w.dtype, (self.momentum,))
-        m = self._slot("momentum", index, part)
-        m *= momentum
-        m -= s1
+        m = self._new_slot("momentum", index, part)
+        np.multiply(self._slot("momentum", index, part), momentum, out=m)
+        m -= s1  # m*momentum - g*lr
         if self.nesterov:
             np.multiply(m, momentum, out=s2)
             s2 -= s1
-            w += s2
+            self._change_weights(w, s2, subtract=False)  # w + (m*momentum - g*lr)
         else:
-            w += m
+            self._change_weights(w, m, subtract=False)  # w + m
 
     def get_config(self):
         """Return the config, with ``momentum`` and ``nesterov`` (see :meth:`Optimizer.get_config`)."""
@@ -878,19 +981,21 @@ class RMSprop(Optimizer):
             names.append("average_gradient")
         return names
 
+    _writes_new_slots = True
+
     def _update_step(self, index, g, w, lr, part=None):
         rho, one_minus_rho, epsilon, momentum = self._cast_constants(
             w.dtype, (self.rho, 1 - self.rho, self.epsilon, self.momentum)
         )
         s1, s2 = self._scratch_for(index, part)
-        v = self._slot("velocity", index, part)
-        v *= rho
+        v = self._new_slot("velocity", index, part)
+        np.multiply(self._slot("velocity", index, part), rho, out=v)
         np.multiply(g, g, out=s1)
         s1 *= one_minus_rho
-        v += s1
+        v += s1  # v*rho + g*g*(1-rho)
         if self.centered:
-            a = self._slot("average_gradient", index, part)
-            a *= rho
+            a = self._new_slot("average_gradient", index, part)
+            np.multiply(self._slot("average_gradient", index, part), rho, out=a)
             np.multiply(g, one_minus_rho, out=s1)
             a += s1
             np.multiply(a, a, out=s1)
@@ -902,12 +1007,12 @@ class RMSprop(Optimizer):
         np.multiply(g, lr, out=s2)
         s2 /= s1  # increment
         if self.momentum > 0:
-            mom = self._slot("momentum", index, part)
-            mom *= momentum
+            mom = self._new_slot("momentum", index, part)
+            np.multiply(self._slot("momentum", index, part), momentum, out=mom)
             mom += s2
-            w -= mom
+            self._change_weights(w, mom, subtract=True)
         else:
-            w -= s2
+            self._change_weights(w, s2, subtract=True)
 
     def get_config(self):
         """Return the config, with ``rho``, ``momentum``, ``epsilon``, ``centered``."""
@@ -981,6 +1086,8 @@ class Adam(Optimizer):
         slots = [a for pair in zip(self._slots.get("momentum", []), self._slots.get("velocity", [])) for a in pair]
         return slots + list(self._slots.get("velocity_hat", []))
 
+    _writes_new_slots = True
+
     def _update_step(self, index, g, w, lr, part=None):
         beta_1, beta_2, one_minus_beta_1, one_minus_beta_2, epsilon = self._cast_constants(
             w.dtype, (self.beta_1, self.beta_2, 1 - self.beta_1, 1 - self.beta_2, self.epsilon)
@@ -988,27 +1095,27 @@ class Adam(Optimizer):
         t = w.dtype.type(self._iterations + 1)
         alpha = lr * np.sqrt(1 - beta_2**t) / (1 - beta_1**t)
         s1, s2 = self._scratch_for(index, part)
-        m = self._slot("momentum", index, part)
-        v = self._slot("velocity", index, part)
+        m_old, m = self._slot("momentum", index, part), self._new_slot("momentum", index, part)
+        v_old, v = self._slot("velocity", index, part), self._new_slot("velocity", index, part)
         # Under flush-to-zero (see the module docstring) a gradient that stays 0 lets m decay only
         # until its increment (g - m)*(1 - beta_1) is subnormal: then it stays, near 1e-37, as in
         # Keras (after 1 step with g=1 and 1000 with g=0, Keras's m is 1.08e-37; without flushing
         # NumPy's would be 6e-45).
-        np.subtract(g, m, out=s1)
+        np.subtract(g, m_old, out=s1)
         s1 *= one_minus_beta_1
-        m += s1
+        np.add(m_old, s1, out=m)  # m + (g - m)*(1 - beta_1)
         np.multiply(g, g, out=s1)
-        s1 -= v
+        s1 -= v_old
         s1 *= one_minus_beta_2
-        v += s1
+        np.add(v_old, s1, out=v)  # v + (g*g - v)*(1 - beta_2)
         if self.amsgrad:
-            v_hat = self._slot("velocity_hat", index, part)
-            v = np.maximum(v_hat, v, out=v_hat)
+            v_hat = self._new_slot("velocity_hat", index, part)
+            v = np.maximum(self._slot("velocity_hat", index, part), v, out=v_hat)
         np.sqrt(v, out=s1)
         s1 += epsilon
         np.multiply(m, alpha, out=s2)
         s2 /= s1
-        w -= s2
+        self._change_weights(w, s2, subtract=True)
 
     def get_config(self):
         """Return the config, with ``beta_1``, ``beta_2``, ``epsilon``, ``amsgrad``."""
@@ -1066,17 +1173,19 @@ class Adagrad(Optimizer):
     def _slot_initial_value(self, slot):
         return self.initial_accumulator_value
 
+    _writes_new_slots = True
+
     def _update_step(self, index, g, w, lr, part=None):
         s1, s2 = self._scratch_for(index, part)
-        acc = self._slot("accumulator", index, part)
+        acc = self._new_slot("accumulator", index, part)
         np.multiply(g, g, out=s1)
-        acc += s1
+        np.add(self._slot("accumulator", index, part), s1, out=acc)
         (epsilon,) = self._cast_constants(w.dtype, (self.epsilon,))
         np.add(acc, epsilon, out=s1)
         np.sqrt(s1, out=s1)
         np.multiply(g, lr, out=s2)
         s2 /= s1
-        w -= s2
+        self._change_weights(w, s2, subtract=True)
 
     def get_config(self):
         """Return the config, with ``initial_accumulator_value`` and ``epsilon``."""
@@ -1129,10 +1238,22 @@ def _is_finite(array: np.ndarray) -> bool:
     A dot product (BLAS, one pass) is NaN or infinite when any value is; when it
     overflows although every value is finite (values above 1e19), the exact test decides.
     """
-    flat = array.reshape(-1)
-    if flat.dtype.kind == "f" and math.isfinite(flat.dot(flat)):
+    if array.dtype.kind == "f" and math.isfinite(array.dot(array) if array.ndim == 1 else np.vdot(array, array)):
         return True
-    return bool(np.isfinite(flat).all())
+    return bool(np.isfinite(array).all())
+
+
+def _change_stays_finite(w, delta, subtract) -> bool:
+    """Whether ``delta`` is finite and ``w - delta`` (``w + delta``) does not overflow.
+
+    When ``delta·delta`` is finite every ``|delta|`` is below 2e19, far below half the float32
+    spacing near its largest value (1e31): adding it to a finite weight cannot overflow.
+    """
+    if delta.dtype.kind == "f" and math.isfinite(delta.dot(delta) if delta.ndim == 1 else np.vdot(delta, delta)):
+        return True
+    with np.errstate(over="ignore", invalid="ignore"):
+        moved = np.subtract(w, delta) if subtract else np.add(w, delta)
+    return bool(np.isfinite(delta).all() and np.isfinite(moved).all())
 
 
 _THREAD_STATE = threading.local()
@@ -1161,6 +1282,17 @@ def _blocks(w: np.ndarray):
 
 
 _BLOCKWISE = {}
+_NEW_SLOTS = {}
+
+
+def _writes_new_slots(cls) -> bool:
+    """Whether the class that defines ``cls._update_step`` declares that it writes new slots (a
+    subclass of a built-in optimizer that replaces its rule with an in-place one does not)."""
+    answer = _NEW_SLOTS.get(cls)
+    if answer is None:
+        owner = next(c for c in cls.__mro__ if "_update_step" in c.__dict__)
+        answer = _NEW_SLOTS[cls] = bool(owner.__dict__.get("_writes_new_slots", False))
+    return answer
 
 
 def _updates_blockwise(cls) -> bool:
