@@ -122,3 +122,25 @@ def test_apply_gradients_itself_still_applies_what_it_is_given():
     with np.errstate(invalid="ignore"):
         assert optimizers.SGD(0.1).apply_gradients([(np.array([np.inf, 0, 0], dtype=np.float32), w)]) == 1
     assert not np.isfinite(w.data[0])
+
+
+class InPlaceSGD(optimizers.SGD):
+    """A user's rule written the older way: ``w`` updated in place."""
+
+    def _update_step(self, index, g, w, lr, part=None):
+        w -= g * lr
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_a_rule_that_updates_in_place_is_guarded_too():
+    mt.set_random_seed(0)
+    model = Sequential([Input(shape=(2,)), Dense(1)])
+    model.compile(optimizer=InPlaceSGD(learning_rate=3e38), loss="mse")
+    x = np.ones((4, 2), dtype=np.float32)
+    y = np.full(4, 1e3, dtype=np.float32)  # a gradient of about -2e3: the step would overflow
+    initial = model.get_weights()
+    _, stops = fit_recording(model, x, y, epochs=2, batch_size=4)
+    assert len(stops) == 1 and REFUSED in stops[0]
+    assert model.optimizer.iterations == 0
+    for a, b in zip(model.get_weights(), initial):
+        np.testing.assert_array_equal(a, b)
