@@ -385,6 +385,10 @@ def check_every_backward_contract(monkeypatch):
     monkeypatch.setattr(ops.Op, "_check_backward", True)
 
 
+def test_the_contract_check_is_on_for_every_op_here():
+    assert all(cls._check_backward for cls in ops.OPS.values())
+
+
 def _call(case: OpCase, example: Example, dtype=np.float64, requires_grad=True):
     tensors = [Tensor(np.asarray(x, dtype=dtype), requires_grad=requires_grad) for x in example.arrays]
     return tensors, case.call(*tensors, **example.params)
