@@ -240,3 +240,30 @@ def test_the_same_thread_may_evaluate_inside_its_own_fit():
 
     m.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[EvaluateEachEpoch()])
     assert len(seen) == 2
+
+
+def test_predicting_a_model_while_another_thread_fits_it_leaves_the_training_unchanged():
+    """Not refused (see docs/internals.md): the outputs may mix two steps, the training must not notice."""
+    x, y = data(seed=6, n=256)
+    alone = model(seed=8)
+    alone.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
+    trained = model(seed=8)
+    done = threading.Event()
+
+    def fit():
+        try:
+            return trained.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0).history["loss"]
+        finally:
+            done.set()
+
+    def predict_until_done():
+        shapes = []
+        while not done.is_set():
+            shapes.append(trained.predict(x[:40], batch_size=8, verbose=0).shape)
+        return shapes
+
+    losses, shapes = run_threads([fit, predict_until_done])
+    assert losses == alone.history.history["loss"]
+    for a, b in zip(trained.get_weights(), alone.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert set(shapes) <= {(40, 1)}
