@@ -130,6 +130,16 @@ def test_unavailable_engines_are_skipped_cleanly(monkeypatch):
     assert result["engines"]["jax"] == {"available": False, "reason": "not installed (test)", "versions": {}}
     assert [r["engine"] for r in result["results"]] == ["minitensor-reference"]
     assert "Not measured: jax (not installed (test))" in printed[0]
+    assert "| all | jax | not installed (test) | — |" in printed[0]  # a row of the table, not a skipped test
+
+
+def test_a_missing_peer_is_reported_with_its_install_command(monkeypatch):
+    import benchmarks.engines as engines
+
+    monkeypatch.setitem(sys.modules, "jax", None)  # as if the peers extra were not installed
+    available, reason, versions = engines.probe("jax")
+    assert not available and versions == {}
+    assert reason.startswith("not installed (jax cannot be imported") and 'pip install "minitensor[peers]"' in reason
 
 
 def test_runs_repeat_the_whole_measurement_and_report_the_median_of_their_medians():
