@@ -380,7 +380,8 @@ def _cold_start_lines(report: dict) -> list:
             if p is None:
                 return "not measured"
             text = f"first epoch {format_range(p['first_epoch_s'], p['first_epoch_min_s'], p['first_epoch_max_s'])}"
-            text += f", process start to built model {format_seconds(p['ready_s'])}, in all {format_seconds(p['total_s'])}"
+            text += (f", process start to built model {format_seconds(p['ready_s'])}, "
+                     f"in all {format_seconds(p['total_s'])}")
             if p["fell_back"]:
                 text += " (**fell back to the reference path**: nothing was compiled)"
             return text

@@ -33,7 +33,8 @@ def test_median_of_the_runs_medians_and_their_range():
     assert combined["run_epoch_median_s"] == [0.30, 0.10, 0.20]
     steps = combined["steps_per_epoch"]  # 36 for A on its full split
     assert combined["step_median_s"] == pytest.approx(0.20 / steps)
-    assert combined["step_min_s"] == pytest.approx(0.10 / steps) and combined["step_max_s"] == pytest.approx(0.30 / steps)
+    assert combined["step_min_s"] == pytest.approx(0.10 / steps)
+    assert combined["step_max_s"] == pytest.approx(0.30 / steps)
     assert combined["full_epoch_estimate_s"] == pytest.approx(0.20)
     assert len(combined["epoch_s"]) == 9
 
