@@ -365,9 +365,21 @@ def _target_lines(report: dict) -> list:
             status += f" ({target['reason']})"
         rows.append([target["model"], target["label"], measured, f"{target['runs_met']} of {target['runs']}", status])
     what = "the median over the runs" if runs > 1 else "this run"
-    return ([f"Targets of the compiled path ({what}; ratios within a run, cold and warm from the cold-start "
-             "measurement below):", ""]
-            + _table(["model", "target", "measured", "runs meeting it", "status"], rows) + [""])
+    lines = ([f"Targets of the compiled path ({what}; ratios within a run, cold and warm from the cold-start "
+              "measurement below):", ""]
+             + _table(["model", "target", "measured", "runs meeting it", "status"], rows) + [""])
+    from .targets import ratio_over_runs
+
+    xla = []
+    for model in report["config"]["models"]:
+        median, low, high = ratio_over_runs(report, model, "tf.keras-xla")
+        if median is not None:
+            xla.append(f"{model} {_speedup(median)}" + (f" ({_speedup(low)[:-1]}–{_speedup(high)[:-1]})"
+                                                          if runs > 1 else ""))
+    if xla:
+        lines += ["No target, for comparison: the compiled path over tf.keras with XLA (`tf.keras-xla` epoch / "
+                  "compiled epoch, within each run): " + ", ".join(xla) + ".", ""]
+    return lines
 
 
 def _cold_start_lines(report: dict) -> list:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from .aggregate import median_and_range
 from .specs import MODEL_NAMES
 
-__all__ = ["Target", "TARGETS", "COMPILED", "evaluate_targets", "target_value"]
+__all__ = ["Target", "TARGETS", "COMPILED", "evaluate_targets", "target_value", "ratio_over_runs"]
 
 #: The engine the targets are about.
 COMPILED = "minitensor-compiled"
@@ -156,3 +156,26 @@ def evaluate_targets(report: dict) -> list:
             "status": status, "reason": "; ".join(reasons) or None,
         })
     return out
+
+
+def ratio_over_runs(report: dict, model: str, slower: str, faster: str = COMPILED):
+    """``(median, min, max)`` over the runs of ``slower``'s epoch / ``faster``'s epoch on ``model``,
+    each ratio within one run; ``(None, None, None)`` when no run measured both (or ``faster`` fell back).
+
+    Example:
+        >>> rows = lambda b, c: [{"model": "A", "engine": "tf.keras-xla", "status": "ok", "epoch_median_s": b,
+        ...                       "fell_back": False},
+        ...                      {"model": "A", "engine": COMPILED, "status": "ok", "epoch_median_s": c,
+        ...                       "fell_back": False}]
+        >>> two_runs = {"runs": [{"results": rows(1.0, 0.01)}, {"results": rows(3.0, 0.02)}]}
+        >>> ratio_over_runs(two_runs, "A", "tf.keras-xla")
+        (125.0, 100.0, 150.0)
+    """
+    ratios = []
+    for run in report["runs"]:
+        a, b = _row(run["results"], model, slower), _row(run["results"], model, faster)
+        if a is None or b is None or b["fell_back"] or any(
+                r["status"] != "ok" or not r["epoch_median_s"] for r in (a, b)):
+            continue
+        ratios.append(a["epoch_median_s"] / b["epoch_median_s"])
+    return median_and_range(ratios)

@@ -98,8 +98,21 @@ def test_every_model_has_a_jax_target_and_the_issue_thresholds():
     assert by_key["L", "gemm_fraction"] == 0.55
 
 
+def test_ratio_over_tf_keras_xla_is_taken_within_each_run():
+    runs = [run(450.0, 200.0), run(450.0, 200.0), run(450.0, 200.0)]
+    for xla_epoch, one in zip((2.0, 9.0, 1.0), runs):
+        one["results"].append(row("A", "tf.keras-xla", xla_epoch, 2.0))
+    fake = make_report(runs)
+    assert targets.ratio_over_runs(fake, "A", "tf.keras-xla") == pytest.approx((200.0, 100.0, 900.0))
+    assert targets.ratio_over_runs(fake, "D", "tf.keras-xla") == (None, None, None)
+    text = "\n".join(report._target_lines({**fake, "targets": targets.evaluate_targets(fake)}))
+    assert "the compiled path over tf.keras with XLA (`tf.keras-xla` epoch / compiled epoch, within each run): " \
+           "A 200× (100–900)." in text
+
+
 def test_report_marks_each_target(judged):
-    lines = report._target_lines({"targets": list(judged.values()), "runs": [{}, {}, {}]})
+    lines = report._target_lines({"targets": list(judged.values()), "runs": [{"results": []}] * 3,
+                                  "config": {"models": ["A", "C", "D", "L", "Ls"]}})
     text = "\n".join(lines)
     assert "| A | compiled ≥ 400× tf.keras | 420× (380–450) | 2 of 3 | **met** |" in text
     assert "| C | compiled ≥ 300× tf.keras | 250× (200–310) | 1 of 3 | not met |" in text
