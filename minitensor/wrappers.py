@@ -503,7 +503,8 @@ class BaseWrapper(BaseEstimator):
         args.update(kwargs)
         if args.get("batch_size") == -1:
             args["batch_size"] = len(X)
-        return self.model_.predict(X, **args)
+        distinct, inverse = _distinct_rows(X)
+        return self.model_.predict(distinct, **args)[inverse]
 
     def score(self, X, y, sample_weight=None) -> float:
         """The estimator's score of ``predict(X)`` against ``y`` (accuracy or R²), weighted by ``sample_weight``."""
@@ -521,6 +522,31 @@ class BaseWrapper(BaseEstimator):
 
     def _encode_target(self, y):  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def _distinct_rows(X):
+    """The distinct rows of ``X`` in an order fixed by their bytes, and where each row of ``X`` is among them.
+
+    BLAS kernels may round a row's product differently with its position in a batch; predicting
+    each distinct row once, in an order that depends only on the rows, makes a row's prediction
+    independent of the order (and repetition) of the rows given.
+
+    Example:
+        >>> rows, where = _distinct_rows(np.array([[2.0], [1.0], [2.0]]))
+        >>> rows[where].ravel().tolist(), len(rows)
+        ([2.0, 1.0, 2.0], 2)
+    """
+    X = np.ascontiguousarray(X)
+    flat = X.reshape(len(X), -1)
+    keys = flat.view(np.dtype((np.void, flat.dtype.itemsize * flat.shape[1]))).ravel()
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    new = np.empty(len(keys), dtype=bool)
+    new[:1] = True
+    new[1:] = ordered[1:] != ordered[:-1]
+    inverse = np.empty(len(keys), dtype=np.intp)
+    inverse[order] = np.cumsum(new) - 1
+    return X[order[new]], inverse
 
 
 def _output_units(model) -> int | None:

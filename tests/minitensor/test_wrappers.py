@@ -470,3 +470,21 @@ def test_a_cloned_model_with_dropout_follows_random_state():
     second = clone(clf)
     assert second.model.layers[1]._rng is np.random.mtrand._rand
     np.testing.assert_array_equal(first.fit(X, y).predict_proba(X), second.fit(X, y).predict_proba(X))
+
+
+def test_a_rows_prediction_does_not_depend_on_the_order_or_repetition_of_rows():
+    rng = np.random.RandomState(0)
+    X = 3 * rng.uniform(size=(40, 3))
+    y = X @ np.array([0.5, -1.0, 2.0])
+
+    def linear(meta):
+        return Sequential([Input(shape=(3,)), Dense(1)])
+
+    reg = KerasRegressor(linear, loss="mse", epochs=3, verbose=0, random_state=0).fit(X, y)
+    expected = reg.predict(X)
+    for seed in range(5):
+        order = np.random.RandomState(seed).permutation(len(X))
+        np.testing.assert_array_equal(reg.predict(X[order]), expected[order])
+    doubled = np.concatenate([X[::-1], X])
+    np.testing.assert_array_equal(reg.predict(doubled), np.concatenate([expected[::-1], expected]))
+    np.testing.assert_allclose(expected, reg.model_.predict(X, verbose=0).ravel(), rtol=1e-6)

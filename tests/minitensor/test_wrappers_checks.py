@@ -55,10 +55,6 @@ EXPECTED_FAILURES = {
     "KerasRegressor": {
         "check_sample_weight_equivalence_on_dense_data": _WEIGHTS,
         "check_sample_weight_equivalence_on_sparse_data": _WEIGHTS,
-        "check_methods_sample_order_invariance": (
-            "float32 predictions of a row may differ in the last bit with its position in the batch "
-            "(the BLAS kernel's blocking); the check asks for 1e-7 relative"
-        ),
     },
 }
 
