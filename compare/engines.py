@@ -208,7 +208,7 @@ def engine_api(engine: str) -> SimpleNamespace:
             optimizers=keras.optimizers,
             EarlyStopping=keras.callbacks.EarlyStopping,
             Callback=keras.callbacks.Callback,
-            set_random_seed=keras.utils.set_random_seed,
+            set_random_seed=_keras_seeding(keras),
             clear_session=lambda: keras.backend.clear_session(free_memory=False),
         )
     elif engine == "minitensor":
@@ -236,6 +236,31 @@ def engine_api(engine: str) -> SimpleNamespace:
         raise ValueError(f"Unknown engine {engine!r}. Expected one of: {', '.join(ENGINES)}")
     _API_CACHE[engine] = api
     return api
+
+
+def _keras_seeding(keras):
+    """``keras.utils.set_random_seed``, with Keras's default seeds drawn from a generator of its own.
+
+    Keras gives every initializer and dropout layer built without a seed a default seed drawn
+    from Python's global ``random`` module. That module is shared by every thread of the process,
+    so in a Dask worker, whose event loop draws from it in another thread (connection and
+    heartbeat jitter), a model's initial weights could depend on when those draws happen. Here
+    Keras draws its default seeds from a ``random.Random`` seeded with the same seed:
+    ``random.Random(seed)`` gives the same numbers as ``random.seed(seed)``, so the weights are
+    those of ``keras.utils.set_random_seed(seed)``, in any thread.
+    """
+    import random
+
+    from keras.src.random import seed_generator
+
+    own = random.Random()
+    seed_generator.python_random = own
+
+    def set_random_seed(seed):
+        keras.utils.set_random_seed(seed)
+        own.seed(seed)
+
+    return set_random_seed
 
 
 def engine_versions(engine: str) -> dict[str, str]:

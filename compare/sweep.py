@@ -415,7 +415,7 @@ def _dask_map(function, items, scheduler, kwargs):
     try:
         futures = [client.submit(_indexed_call, function, index, item, kwargs, pure=False)
                    for index, item in enumerate(items)]
-        for future in as_completed(futures):
+        for future in as_completed(futures, loop=client.loop):
             yield future.result()
     finally:
         pending = [f for f in futures if not f.done()]

@@ -4,20 +4,30 @@
   nudges made inside the compiled step, gives bit-identical numbers to Keras fitted the plain way
   (arrays, one call per step, callbacks reading the logs).
 * A small sweep gives the same numbers with ``--jobs 2`` as with ``--jobs 1``, and on a Dask
-  ``LocalCluster`` (a scheduler and two worker processes on loopback) as locally.
+  ``LocalCluster`` (a scheduler and two worker processes on loopback) as locally; a
+  ``GridSearchCV`` of minitensor's ``KerasClassifier`` runs on that cluster through joblib's Dask
+  backend and scores as it does in this process.
 """
 
 import dataclasses
+import sys
 
+import cloudpickle
 import distributed
+import joblib
 import keras
 import numpy as np
 import pytest
+from sklearn.model_selection import GridSearchCV
 
 from compare.engines import batch_order, build_model, engine_api, train, training_arrays
 from compare.experiments import EXPERIMENTS
 from compare.parity import STRICT_RTOL, step_divergence
+from compare.data import load_digits_splits
 from compare.sweep import TaskStore, run_sweep, sweep_tasks
+from minitensor.layers import Dense, Input
+from minitensor.models import Sequential
+from minitensor.wrappers import KerasClassifier
 
 pytestmark = pytest.mark.keras
 
@@ -114,3 +124,33 @@ def test_sweep_on_a_local_dask_cluster_equals_the_local_run(cluster, local_resul
     assert _histories(results) == _histories(local_results)
     with distributed.Client(cluster.scheduler_address) as client:
         assert len(client.scheduler_info()["workers"]) == 2
+
+
+def lesson_model(meta, units=12):
+    """The lesson's even/odd model: 64-units-1, relu then sigmoid."""
+    return Sequential([
+        Input(shape=(meta["n_features_in_"],)), Dense(units, activation="relu"), Dense(1, activation="sigmoid"),
+    ])
+
+
+def test_grid_search_of_the_keras_classifier_on_the_dask_cluster(cluster):
+    # the workers cannot import this test module: send its functions by value
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    task = load_digits_splits().target("binary")
+    estimator = KerasClassifier(lesson_model, loss="binary_crossentropy", optimizer="adam", epochs=3,
+                                batch_size=32, verbose=0, random_state=0)
+    grid = {"model__units": [4, 12], "optimizer__learning_rate": [0.001, 0.01]}
+    try:
+        with distributed.Client(cluster.scheduler_address) as client:
+            with distributed.get_task_stream(client) as stream, joblib.parallel_backend("dask"):
+                on_cluster = GridSearchCV(estimator, grid, cv=2).fit(task.x_t, task.y_t)
+            workers = {record["worker"] for record in stream.data}
+            cluster_workers = set(client.scheduler_info()["workers"])
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    # joblib sends the 8 fits (4 settings x 2 folds) to the workers, in batches of its choosing
+    assert stream.data and workers and workers <= cluster_workers
+    here = GridSearchCV(estimator, grid, cv=2, n_jobs=1).fit(task.x_t, task.y_t)
+    np.testing.assert_array_equal(on_cluster.cv_results_["mean_test_score"], here.cv_results_["mean_test_score"])
+    assert on_cluster.best_params_ == here.best_params_
+    assert on_cluster.score(task.x_test, task.y_test) == here.score(task.x_test, task.y_test)
