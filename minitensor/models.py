@@ -824,16 +824,28 @@ def _batches(x, y, weights, order, batch_size):
 _CHUNK_BYTES = 1 << 20  # rows of x gathered at once when shuffling
 
 
-def load_model(filepath) -> Sequential:
+def load_model(filepath, compile: bool = True) -> Sequential:  # noqa: A002 - Keras's argument name
     """Load a model written by ``Sequential.save`` (see :mod:`minitensor.saving`).
 
     A path ending in ``.keras`` is read as a Keras 3 ``.keras`` file, from Keras or from
     ``save`` (see :mod:`minitensor.keras_format`).
+
+    Args:
+        filepath: the file to read.
+        compile: also restore the compile settings and optimizer state (default True, as Keras).
+
+    Example:
+        >>> from minitensor.layers import Dense, Input
+        >>> model = Sequential([Input(shape=(3,)), Dense(2)])
+        >>> model.compile(optimizer="adam", loss="mse")
+        >>> model.save("/tmp/load_model_example.minitensor")
+        >>> load_model("/tmp/load_model_example.minitensor", compile=False).compiled
+        False
     """
     if str(filepath).endswith(".keras"):
         from .keras_format import load_model as load_keras
 
-        return load_keras(filepath)
+        return load_keras(filepath, compile=compile)
     from .saving import load_model as _load
 
-    return _load(filepath)
+    return _load(filepath, compile=compile)

@@ -613,3 +613,19 @@ def test_compute_loss_rejects_bad_arguments_before_anything_runs():
         model.compute_loss(x, y, y_pred=np.zeros((8, 1), np.float32))
     with pytest.raises(ValueError, match="same number of samples"):
         model.compute_loss(x, y[:5])
+
+
+@pytest.mark.parametrize("suffix", [".minitensor", ".keras"])
+def test_load_model_passes_compile_on(tmp_path, suffix):
+    """models.load_model(..., compile=False) gives the saved weights without the compile settings."""
+    from minitensor.models import load_model
+
+    model = Sequential([Input(shape=(4,)), Dense(3, activation="relu"), Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    path = tmp_path / f"model{suffix}"
+    model.save(path)
+    bare = load_model(path, compile=False)
+    full = load_model(path)
+    assert not bare.compiled and full.compiled
+    for saved, loaded in zip(model.get_weights(), bare.get_weights()):
+        np.testing.assert_array_equal(saved, loaded)
