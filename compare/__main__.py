@@ -287,7 +287,7 @@ def main(argv=None) -> int:
     from . import engines
     from .parity import assess
     from .report import write_report
-    from .sweep import available_cores, parallel_map, run_experiment_task
+    from .sweep import available_cores, call, parallel_map, run_experiment_task
 
     seeds = [args.seed + i for i in range(args.seeds)]
     machine = engines.machine_info()  # before any --blas-threads limit, so it shows the libraries' defaults
@@ -315,6 +315,7 @@ def main(argv=None) -> int:
         flush=True,
     )
     trained: dict = {}
+    gradients = None  # (results, flow) when computed in a worker
     interrupted = False
     started = time.perf_counter()
     common = dict(mode=args.mode, seeds=seeds, cache_dir=cache_dir, epochs_scale=args.epochs_scale)
@@ -349,11 +350,22 @@ def main(argv=None) -> int:
             interrupted = True
     else:
         order = sorted(unique, key=lambda e: -_estimated_cost(e, args.mode, len(seeds)))
+        items = [(run_experiment_task, (e,), dict(threads=threads, **common)) for e in order]
+        if args.gradients:
+            # computed beside the experiments, added to the report after it is written
+            from .sweep import run_gradients_task
+
+            items.append((run_gradients_task, (experiments,),
+                          dict(seed=args.seed, epochs_scale=args.epochs_scale, threads=threads)))
         progress = _Progress(len(unique), live=False)
-        stream = parallel_map(run_experiment_task, order, jobs=jobs, scheduler=args.scheduler, threads=threads,
-                              **common)
+        stream = parallel_map(call, items, jobs=jobs, scheduler=args.scheduler)
         try:
-            for k, (index, outcome) in enumerate(stream, start=1):
+            k = 0
+            for index, outcome in stream:
+                if index == len(order):
+                    gradients = outcome
+                    continue
+                k += 1
                 trained[training_key(order[index])] = outcome
                 progress.finished(k, outcome.experiment.name, assess(outcome)["verdict"], _cache_note(outcome))
         except KeyboardInterrupt:
@@ -387,7 +399,15 @@ def main(argv=None) -> int:
     }
     document = write_report(outcomes, args.out, meta=meta)
     gradient_failures = []
-    if args.gradients and outcomes and not interrupted:
+    if args.gradients and outcomes and not interrupted and gradients is not None:
+        from .gradients import add_to_report
+
+        results, flow = gradients
+        add_to_report(args.out, results, flow)
+        gradient_failures = [r["experiment"] for r in results if not r["passed"]]
+        print(f"Gradients: {len(results) - len(gradient_failures)} of {len(results)} within float32 round-off"
+              + (f"; OUTSIDE: {', '.join(gradient_failures)}" if gradient_failures else ""), flush=True)
+    elif args.gradients and outcomes and not interrupted:
         from .gradients import report_gradients
 
         gradient_failures = report_gradients(args.out, [o.experiment for o in outcomes], args.seed, args.epochs_scale)

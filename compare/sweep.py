@@ -56,6 +56,8 @@ __all__ = [
     "apply_settings",
     "run_task",
     "run_experiment_task",
+    "run_gradients_task",
+    "call",
     "pin_threads",
     "parallel_map",
     "run_sweep",
@@ -334,6 +336,26 @@ def run_experiment_task(
             experiment, mode=mode, seeds=seeds, cache=ResultCache(cache_dir) if cache_dir is not None else None,
             epochs_scale=epochs_scale,
         )
+
+
+def run_gradients_task(experiments: Sequence[Experiment], *, seed: int, epochs_scale: float = 1.0, threads: int = 1):
+    """What ``--gradients`` computes (:mod:`compare.gradients`), as a task: ``(results, flow)``.
+
+    One batch's per-layer gradients of each distinct model among ``experiments`` in both
+    engines, and the deep model's gradient flow; the caller adds them to the report.
+    """
+    from .gradients import compare_all, flow_models, gradient_flow
+
+    with pin_threads(threads, tensorflow=True):
+        results = compare_all(list(experiments), seed)
+        flow = gradient_flow(seed=seed, epochs=max(1, round(flow_models()["relu"].epochs * epochs_scale)))
+    return results, flow
+
+
+def call(item):
+    """``function(*args, **kwargs)`` for ``item = (function, args, kwargs)``: different tasks in one :func:`parallel_map`."""
+    function, args, kwargs = item
+    return function(*args, **kwargs)
 
 
 def _keras_only(task: SweepTask, cache):

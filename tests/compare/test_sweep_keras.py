@@ -154,3 +154,29 @@ def test_grid_search_of_the_keras_classifier_on_the_dask_cluster(cluster):
     np.testing.assert_array_equal(on_cluster.cv_results_["mean_test_score"], here.cv_results_["mean_test_score"])
     assert on_cluster.best_params_ == here.best_params_
     assert on_cluster.score(task.x_test, task.y_test) == here.score(task.x_test, task.y_test)
+
+
+def _histories_of(document):
+    return {e["name"]: {engine: [r["history"] for r in e["runs"][engine]] for engine in ("keras", "minitensor")}
+            for e in document["experiments"]}
+
+
+def test_the_comparison_on_two_workers_equals_one_and_a_second_run_reads_keras_from_the_cache(tmp_path):
+    import json
+
+    from compare.__main__ import main
+
+    argv = ["--only", "lr-9", "softmax", "--epochs-scale", "0.04", "--cache-dir", str(tmp_path / "cache")]
+    assert main(argv + ["--jobs", "2", "--gradients", "--out", str(tmp_path / "two")]) == 0
+    assert main(argv + ["--jobs", "1", "--no-cache", "--out", str(tmp_path / "one")]) == 0
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    one = json.loads((tmp_path / "one" / "results.json").read_text())
+    assert two["execution"]["jobs"] == 2 and one["execution"]["jobs"] == 1
+    assert _histories_of(two) == _histories_of(one)
+    assert [e["verdict"] for e in two["experiments"]] == [e["verdict"] for e in one["experiments"]]
+    assert "## Gradients, layer by layer" in (tmp_path / "two" / "report.md").read_text()
+    assert two["cache"]["keras_from_cache"] == []
+    assert main(argv + ["--jobs", "2", "--out", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert again["cache"]["keras_from_cache"] == ["lr-9", "softmax"]
+    assert _histories_of(again) == _histories_of(one)
