@@ -79,7 +79,12 @@ _ACTIVATIONS = ("relu", "sigmoid")
 
 
 def available_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    """The CPU cores this process may run on (its affinity mask where the OS has one).
+
+    Example:
+        >>> available_cores() >= 1
+        True
+    """
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # pragma: no cover - macOS, Windows
@@ -167,7 +172,7 @@ def apply_settings(base: Experiment, settings: Sequence[tuple[str, object]]) -> 
     Example:
         >>> e = apply_settings(EXPERIMENTS["relu-adam"], [("hidden", "30-20"), ("learning_rate", 0.01)])
         >>> e.architecture, e.optimizer_label(), e.name
-        ('64-30r-20r-1s', "Adam(learning_rate=0.01)", 'relu-adam[hidden=30-20,learning_rate=0.01]')
+        ('64-30r-20r-1s', 'Adam(learning_rate=0.01)', 'relu-adam[hidden=30-20,learning_rate=0.01]')
     """
     settings = dict(settings)
     dense = [layer for layer in base.layers if isinstance(layer, DenseSpec)]
@@ -275,6 +280,10 @@ def pin_threads(threads: int, *, tensorflow: bool = False):
     ``threads`` threads and its inter-op pool one; TensorFlow fixes those when its runtime
     starts, so they are set before the process's first Keras task and kept after (a worker
     process runs all its tasks with the same ``threads``).
+
+    Example:
+        >>> with pin_threads(1):
+        ...     pass
     """
     from threadpoolctl import threadpool_limits
 
@@ -353,7 +362,12 @@ def run_gradients_task(experiments: Sequence[Experiment], *, seed: int, epochs_s
 
 
 def call(item):
-    """``function(*args, **kwargs)`` for ``item = (function, args, kwargs)``: different tasks in one :func:`parallel_map`."""
+    """``function(*args, **kwargs)`` for ``item = (function, args, kwargs)``: different tasks in one :func:`parallel_map`.
+
+    Example:
+        >>> call((round, (2.567,), {"ndigits": 1}))
+        2.6
+    """
     function, args, kwargs = item
     return function(*args, **kwargs)
 
@@ -401,6 +415,10 @@ def parallel_map(
 
     Closing the generator early (a ``break``, or Ctrl-C while it waits) stops the work: joblib's
     workers are terminated; Dask's futures are cancelled.
+
+    Example:
+        >>> sorted(parallel_map(abs, [-3, 2], jobs=1))
+        [(0, 3), (1, 2)]
     """
     if scheduler is not None:
         yield from _dask_map(function, items, scheduler, kwargs)
@@ -452,7 +470,12 @@ def _dask_map(function, items, scheduler, kwargs):
 
 
 def minitensor_fingerprint() -> str:
-    """A hash of minitensor's source files: a changed engine gives a new fingerprint."""
+    """A hash of minitensor's source files: a changed engine gives a new fingerprint.
+
+    Example:
+        >>> len(minitensor_fingerprint())
+        16
+    """
     import minitensor
 
     root = Path(minitensor.__file__).parent
@@ -469,6 +492,16 @@ class TaskStore:
     A task's file is named by a hash of its key and of the software it ran on (tf.keras's
     versions for Keras tasks, minitensor's source fingerprint for minitensor tasks), so results
     made by other code are not reused.
+
+    Example:
+        >>> import tempfile
+        >>> store = TaskStore(tempfile.mkdtemp())
+        >>> task = sweep_tasks(EXPERIMENTS["relu-adam"], {"batch_size": [8]}, seeds=[0], engines=["minitensor"])[0]
+        >>> store.load(task) is None
+        True
+        >>> store.store(task, {"key": task.key(), "history": {}})
+        >>> store.load(task)["history"]
+        {}
     """
 
     def __init__(self, directory):

@@ -13,9 +13,7 @@ Each figure shows one metric on the grid of the first two swept settings (rows: 
 columns: the second; a single setting gives one row; each combination of further settings gets
 its own figure): tf.keras's mean, minitensor's mean, minitensor minus tf.keras, and each engine's
 standard deviation over seeds (the spread that tells whether a difference means anything).
-
-Example:
-    >>> write_sweep_report(tasks, results, grid, "report", meta={})  # doctest: +SKIP
+:func:`summarize` has an example; ``python -m compare --sweep`` calls :func:`write_sweep_report`.
 """
 
 from __future__ import annotations
@@ -162,8 +160,7 @@ def heatmap_figure(summary: dict, grid: dict, metric: str, path, facet: tuple = 
     fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), height), squeeze=False)
     for ax, (matrix, label, cmap, kind) in zip(axes[0], panels):
         vmin, vmax = limits(kind)
-        colormap = plt.get_cmap(cmap).copy()
-        colormap.set_bad("#dddddd")
+        colormap = plt.get_cmap(cmap).with_extremes(bad="#dddddd")
         image = ax.imshow(np.ma.masked_invalid(matrix), cmap=colormap, vmin=vmin, vmax=vmax, aspect="auto")
         for i in range(matrix.shape[0]):
             for j in range(matrix.shape[1]):

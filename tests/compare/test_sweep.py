@@ -268,16 +268,18 @@ def test_sweep_report_writes_heatmaps_for_every_facet(tmp_path):
     grid = {"batch_size": [8, 32], "learning_rate": [0.01, 0.1], "optimizer": ["sgd", "adam"]}
     tasks = sweep_tasks(BASE, grid, seeds=[0, 1])
     results = _fake_results(tasks)
-    results[0] = None  # an unfinished run
+    assert (tasks[0].engine, tasks[0].seed) == ("keras", 0)
+    results[0] = None  # an unfinished run, one of the 8 tf.keras runs of seed 0 (read from the cache)
     document = write_sweep_report(tasks, results, grid, tmp_path, meta={"base": "relu-adam", "seeds": 2})
-    assert document["tasks"] == {"total": 32, "finished": 31, "keras_from_cache": 8, "from_earlier_run": 0}
+    assert document["tasks"] == {"total": 32, "finished": 31, "keras_from_cache": 7, "from_earlier_run": 0}
     assert len(document["figures"]) == 4  # 2 metrics x 2 optimizers
     for path in document["figures"]:
         assert (tmp_path / path).stat().st_size > 1000
     assert json.loads((tmp_path / "results.json").read_text())["grid"] == grid
     html = (tmp_path / "index.html").read_text()
     assert html.count("data:image/png;base64,") == 4
-    assert "8 tf.keras run(s) read from the result cache" in (tmp_path / "report.md").read_text()
+    assert "7 tf.keras run(s) read from the result cache" in (tmp_path / "report.md").read_text()
+    assert document["runs"][0] is None and document["summary"]
 
 
 def test_command_line_sweep_errors(capsys):
