@@ -39,6 +39,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -436,9 +437,12 @@ def parallel_map(
                         pre_dispatch="n_jobs")
     results = parallel(delayed(_indexed_call)(function, index, item, kwargs) for index, item in enumerate(items))
     try:
-        yield from results
+        for result in results:  # not ``yield from``: closing this generator must not close ``results`` first
+            yield result
     finally:
-        results.close()
+        with warnings.catch_warnings():  # stopping early is what the caller asked for: no advice about it
+            warnings.filterwarnings("ignore", message=r".*(cancelled|not used)", category=UserWarning)
+            results.close()
 
 
 def _indexed_call(function, index, item, kwargs):
