@@ -349,8 +349,15 @@ def main(argv=None) -> int:
         except KeyboardInterrupt:
             interrupted = True
     else:
-        order = sorted(unique, key=lambda e: -_estimated_cost(e, args.mode, len(seeds)))
-        items = [(run_experiment_task, (e,), dict(threads=threads, **common)) for e in order]
+        # one task per experiment, or per seed where the seeds' runs are independent of one another
+        # (independent mode, dropout), longest first
+        pieces = []
+        for e in unique:
+            per_seed = args.mode == "independent" or e.has_dropout
+            for part in ([[s] for s in seeds] if per_seed else [seeds]):
+                pieces.append((e, part))
+        pieces.sort(key=lambda p: -_estimated_cost(p[0], args.mode, len(p[1])))
+        items = [(run_experiment_task, (e,), dict(threads=threads, **{**common, "seeds": part})) for e, part in pieces]
         if args.gradients:
             # computed beside the experiments, added to the report after it is written
             from .sweep import run_gradients_task
@@ -359,14 +366,21 @@ def main(argv=None) -> int:
                           dict(seed=args.seed, epochs_scale=args.epochs_scale, threads=threads)))
         progress = _Progress(len(unique), live=False)
         stream = parallel_map(call, items, jobs=jobs, scheduler=args.scheduler)
+        parts: dict = {}
         try:
             k = 0
             for index, outcome in stream:
-                if index == len(order):
+                if index == len(pieces):
                     gradients = outcome
                     continue
+                experiment, part = pieces[index]
+                done = parts.setdefault(training_key(experiment), {})
+                done[part[0]] = outcome
+                if len(done) < sum(1 for e, _ in pieces if e is experiment):
+                    continue
+                outcome = _merge_seeds([done[s] for s in sorted(done, key=seeds.index)])
                 k += 1
-                trained[training_key(order[index])] = outcome
+                trained[training_key(experiment)] = outcome
                 progress.finished(k, outcome.experiment.name, assess(outcome)["verdict"], _cache_note(outcome))
         except KeyboardInterrupt:
             interrupted = True
@@ -424,6 +438,18 @@ def main(argv=None) -> int:
     if args.check and (summary["failed"] or gradient_failures):
         return 1
     return 0
+
+
+def _merge_seeds(outcomes):
+    """One outcome from the outcomes of an experiment's seeds, run one seed each (seeds in order)."""
+    if len(outcomes) == 1:
+        return outcomes[0]
+    first = outcomes[0]
+    return dataclasses.replace(
+        first,
+        seeds=[s for o in outcomes for s in o.seeds],
+        runs={engine: [r for o in outcomes for r in o.runs[engine]] for engine in first.runs},
+    )
 
 
 def _as(experiment: Experiment, outcome):

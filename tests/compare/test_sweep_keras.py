@@ -166,17 +166,18 @@ def test_the_comparison_on_two_workers_equals_one_and_a_second_run_reads_keras_f
 
     from compare.__main__ import main
 
-    argv = ["--only", "lr-9", "softmax", "--epochs-scale", "0.04", "--cache-dir", str(tmp_path / "cache")]
+    argv = ["--only", "lr-9", "dropout", "softmax", "--epochs-scale", "0.04", "--cache-dir", str(tmp_path / "cache")]
     assert main(argv + ["--jobs", "2", "--gradients", "--out", str(tmp_path / "two")]) == 0
     assert main(argv + ["--jobs", "1", "--no-cache", "--out", str(tmp_path / "one")]) == 0
     two = json.loads((tmp_path / "two" / "results.json").read_text())
     one = json.loads((tmp_path / "one" / "results.json").read_text())
     assert two["execution"]["jobs"] == 2 and one["execution"]["jobs"] == 1
-    assert _histories_of(two) == _histories_of(one)
+    assert _histories_of(two) == _histories_of(one)  # dropout's three seeds ran as three tasks
+    assert [e["seeds"] for e in two["experiments"]] == [[42], [42, 43, 44], [42]]
     assert [e["verdict"] for e in two["experiments"]] == [e["verdict"] for e in one["experiments"]]
     assert "## Gradients, layer by layer" in (tmp_path / "two" / "report.md").read_text()
     assert two["cache"]["keras_from_cache"] == []
     assert main(argv + ["--jobs", "2", "--out", str(tmp_path / "again")]) == 0
     again = json.loads((tmp_path / "again" / "results.json").read_text())
-    assert again["cache"]["keras_from_cache"] == ["lr-9", "softmax"]
+    assert again["cache"]["keras_from_cache"] == ["lr-9", "dropout", "softmax"]
     assert _histories_of(again) == _histories_of(one)
