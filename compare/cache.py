@@ -11,9 +11,10 @@ and the weights it started from) in one ``.npz`` file named by a hash of its key
 * the run: seed, mode, the batch order (``pre-permuted`` by ``numpy.random.default_rng(seed)``
   or Keras's own shuffle), whether per-step losses were recorded, and for a sensitivity run
   the nudge seed and the run it parts from; the epochs scale, for the record;
-* the software and the machine: the versions of TensorFlow, Keras, NumPy and Python, Keras's
-  backend, ``TF_ENABLE_ONEDNN_OPTS``, the processor, and :data:`RUNNER_VERSION`, which changes
-  whenever the way :mod:`compare.engines` drives Keras changes.
+* the software and the machine: the versions of TensorFlow, Keras, NumPy, scikit-learn (which
+  ships the digits and splits them) and Python, Keras's backend, ``TF_ENABLE_ONEDNN_OPTS``, the
+  processor, and :data:`RUNNER_VERSION`, which changes whenever the way :mod:`compare.engines`
+  drives Keras changes.
 
 Any difference gives another key, so a stale entry is never read: it is simply not found. The
 key is stored in the file and compared on reading, so a hash collision cannot return the wrong
@@ -91,6 +92,7 @@ def _fingerprint(backend: str, onednn: str) -> tuple:
         ("keras", _distribution_version("keras")),
         ("keras_backend", backend),
         ("numpy", np.__version__),
+        ("scikit-learn", _distribution_version("sklearn")),  # the digits and the lesson's splits
         ("python", sys.version.split()[0]),
         ("tf_enable_onednn_opts", onednn),
         ("machine", platform.machine()),

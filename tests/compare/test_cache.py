@@ -23,7 +23,7 @@ from .conftest import history_for, make_run
 
 ROOT = Path(__file__).resolve().parents[2]
 SOFTWARE = {"tensorflow": "tensorflow-cpu 2.21.0", "keras": "keras 3.15.1", "numpy": "2.4.6", "python": "3.11.9",
-            "keras_backend": "tensorflow"}
+            "keras_backend": "tensorflow", "scikit-learn": "scikit-learn 1.8.0"}
 
 
 def _key(experiment=None, software=SOFTWARE, **changes):
@@ -78,6 +78,7 @@ def test_round_trip_keeps_every_field(tmp_path):
         dict(software={**SOFTWARE, "keras": "keras 3.16.0"}),
         dict(software={**SOFTWARE, "numpy": "2.5.0"}),
         dict(software={**SOFTWARE, "python": "3.12.1"}),
+        dict(software={**SOFTWARE, "scikit-learn": "scikit-learn 1.9.1"}),
     ],
     ids=lambda change: next(iter(change)) + (":" + str(next(iter(change.values())))[:40]),
 )
@@ -132,6 +133,7 @@ def test_software_fingerprint_names_the_installed_versions_without_importing_ten
     assert software["keras"] == f"keras {metadata.version('keras')}"
     tf_dist = software["tensorflow"].split()[0]
     assert tf_dist.startswith("tensorflow") and software["tensorflow"] == f"{tf_dist} {metadata.version(tf_dist)}"
+    assert software["scikit-learn"] == f"scikit-learn {metadata.version('scikit-learn')}"
     assert software == software_fingerprint()
 
 
