@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 import shlex
 import sys
 import time
@@ -114,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs-scale", type=_scale, default=1.0, metavar="F",
         help="multiply every experiment's epochs by F for a quick look (at least 1 epoch; default 1)",
     )
-    parser.add_argument("--out", default="report", metavar="DIR", help="output folder (default: report)")
+    parser.add_argument(
+        "--out", default="report", metavar="DIR", help="output folder (default: report; report/sweep for --sweep)"
+    )
     parser.add_argument(
         "--blas-threads", type=_positive_int, default=None, metavar="N",
         help="limit NumPy's BLAS (which minitensor uses) to N threads for the whole run; by default "
@@ -264,6 +267,9 @@ def main(argv=None) -> int:
     """Run the command line; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else list(argv)
+    if args.sweep and not any(a == "--out" or a.startswith("--out=") for a in given):
+        args.out = os.path.join("report", "sweep")
     if args.sweep:
         if args.only or args.list:
             parser.error("--sweep varies one experiment, given by --base; --only and --list do not apply")
