@@ -1232,15 +1232,16 @@ def get(identifier):
     raise ValueError(f"Could not interpret optimizer identifier: {identifier}")
 
 
-def _is_finite(array: np.ndarray) -> bool:
-    """Whether every value of ``array`` is finite.
+def _sum_of_squares_is_finite(array: np.ndarray) -> bool:
+    """A fast sufficient test of finiteness: ``array·array`` (BLAS, one pass) is NaN or
+    infinite when any value is, and finite only when every ``|value|`` is below about 1e19
+    (a False can also mean an overflow of finite values: callers then decide exactly)."""
+    return array.dtype.kind == "f" and math.isfinite(array.dot(array) if array.ndim == 1 else np.vdot(array, array))
 
-    A dot product (BLAS, one pass) is NaN or infinite when any value is; when it
-    overflows although every value is finite (values above 1e19), the exact test decides.
-    """
-    if array.dtype.kind == "f" and math.isfinite(array.dot(array) if array.ndim == 1 else np.vdot(array, array)):
-        return True
-    return bool(np.isfinite(array).all())
+
+def _is_finite(array: np.ndarray) -> bool:
+    """Whether every value of ``array`` is finite (the exact test only where the fast one is unsure)."""
+    return _sum_of_squares_is_finite(array) or bool(np.isfinite(array).all())
 
 
 def _change_stays_finite(w, delta, subtract) -> bool:
@@ -1249,7 +1250,7 @@ def _change_stays_finite(w, delta, subtract) -> bool:
     When ``delta·delta`` is finite every ``|delta|`` is below 2e19, far below half the float32
     spacing near its largest value (1e31): adding it to a finite weight cannot overflow.
     """
-    if delta.dtype.kind == "f" and math.isfinite(delta.dot(delta) if delta.ndim == 1 else np.vdot(delta, delta)):
+    if _sum_of_squares_is_finite(delta):
         return True
     with np.errstate(over="ignore", invalid="ignore"):
         moved = np.subtract(w, delta) if subtract else np.add(w, delta)
