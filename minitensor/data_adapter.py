@@ -134,8 +134,8 @@ def check_targets(y, n_rows: int, loss, output_shape, argument="y", dtype=np.flo
                 f"in `{argument}`; for class labels 0..k-1 use sparse_categorical_crossentropy"
             )
         _check_elementwise_shape(y, output_shape, argument, "binary_crossentropy")
-    elif _regression_loss_name(loss) is not None:
-        _check_elementwise_shape(y, output_shape, argument, _regression_loss_name(loss))
+    elif (regression := _regression_loss_name(loss)) is not None:
+        _check_elementwise_shape(y, output_shape, argument, regression)
     return y
 
 
