@@ -550,14 +550,18 @@ class Sequential:
         """Give the optimizer the flat parameter buffer (or per-weight views when that would differ)."""
         if getattr(self, "_optimizer_variables", None) is not None and self._optimizer_owner is self.optimizer:
             return
-        per_tensor = self.optimizer.get_config().get("clipnorm") is not None or any(
-            not w.requires_grad for w in self.weights
-        )
-        if per_tensor:
+        if self._optimizer_steps_per_weight():
             self._optimizer_variables = self.trainable_weights
         else:
             self._optimizer_variables = [self._flat_variable]
         self._optimizer_owner = self.optimizer
+
+    def _optimizer_steps_per_weight(self) -> bool:
+        """Whether ``fit`` gives the optimizer one variable per trainable weight rather than the
+        flat buffer: clipping by norm is per tensor, and a frozen weight must be left out."""
+        return self.optimizer.get_config().get("clipnorm") is not None or any(
+            not w.requires_grad for w in self.weights
+        )
 
     def _grads_and_vars(self):
         if self._optimizer_variables[0] is self._flat_variable:

@@ -325,18 +325,18 @@ def _layer_traces(model, tensors, x, grads) -> list:
     return traces
 
 
-def _optimizer_layout(optimizer, weights) -> bool:
+def _optimizer_layout(model) -> bool:
     """True when the model's optimizer steps per weight, False when on one flat vector of them all.
 
-    ``fit`` hands the optimizer one flat vector unless it clips per tensor or a weight is
-    frozen; a built optimizer tells by the shapes of its state.
+    A built optimizer tells by the shapes of its state; otherwise it is the layout ``fit``
+    would choose.
     """
+    optimizer, weights = model.optimizer, model.weights
     slots = [s.shape for s in optimizer.get_state()[1:]] if optimizer.built else []
     if slots:
         flat = (sum(w.size for w in weights),)
         return not all(shape == flat for shape in slots)
-    frozen = any(not w.requires_grad for w in weights)
-    return optimizer.get_config().get("clipnorm") is not None or frozen
+    return model._optimizer_steps_per_weight()
 
 
 def _fill_updates(model, layers, grads) -> None:
@@ -344,7 +344,7 @@ def _fill_updates(model, layers, grads) -> None:
     optimizer = model.optimizer
     weights = model.weights
     clone = type(optimizer).from_config(optimizer.get_config())
-    per_tensor = _optimizer_layout(optimizer, weights)
+    per_tensor = _optimizer_layout(model)
     if per_tensor:
         chosen = [i for i, w in enumerate(weights) if w.requires_grad]
         variables = [Tensor(weights[i].data.copy()) for i in chosen]
