@@ -215,15 +215,21 @@ def _max_diff(a, b) -> float:
     return float(np.max(np.abs(a - b), initial=0.0))
 
 
-def _numeric_column(fn, tensors, x, at, eps):
-    """Central difference of every output element with respect to ``x[at]``; restores ``x``."""
+def _shifted_outputs(fn, tensors, x, at, eps):
+    """``fn``'s outputs with ``x[at]`` moved by ``+eps`` and by ``-eps``, flattened; restores ``x``."""
     original = x.data[at]
     x.data[at] = original + eps
     plus = _numeric_output(fn, tensors)
     x.data[at] = original - eps
     minus = _numeric_output(fn, tensors)
     x.data[at] = original
-    return ((plus - minus) / (2 * eps)).ravel()
+    return plus.ravel(), minus.ravel()
+
+
+def _numeric_column(fn, tensors, x, at, eps):
+    """Central difference of every output element with respect to ``x[at]``; restores ``x``."""
+    plus, minus = _shifted_outputs(fn, tensors, x, at, eps)
+    return (plus - minus) / (2 * eps)
 
 
 def _check_full(fn, tensors, checked, output, eps, atol, rtol, raise_exception) -> bool:
@@ -258,13 +264,8 @@ def _full_mismatch(fn, tensors, checked, output, eps, atol, rtol):
 
 def _kink_note(fn, tensors, x, at, out_flat, eps, atol, rtol) -> str:
     """A note when ``fn``'s one-sided differences at ``x[at]`` disagree: a non-differentiable point within eps."""
-    original = x.data[at]
     center = _numeric_output(fn, tensors).ravel()[out_flat]
-    x.data[at] = original + eps
-    plus = _numeric_output(fn, tensors).ravel()[out_flat]
-    x.data[at] = original - eps
-    minus = _numeric_output(fn, tensors).ravel()[out_flat]
-    x.data[at] = original
+    plus, minus = (outputs[out_flat] for outputs in _shifted_outputs(fn, tensors, x, at, eps))
     right, left = (plus - center) / eps, (center - minus) / eps
     if abs(right - left) <= atol + rtol * max(abs(right), abs(left)):
         return ""
