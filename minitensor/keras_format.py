@@ -261,21 +261,17 @@ def _layer_paths(kinds) -> list:
 
 
 # The slots Keras creates per trainable variable, as groups: within a group the slots of one
-# variable come together (Adam: m0, v0, m1, v1, ...), groups follow each other.
+# variable come together (Adam: m0, v0, m1, v1, ...), groups follow each other. The slot names
+# come from the optimizer itself; only Adam's interleaving (see ``Adam._state_slots``) is added here.
 def _slot_groups(optimizer) -> list:
-    if isinstance(optimizer, optimizers.Adam):
-        return [("momentum", "velocity")] + ([("velocity_hat",)] if optimizer.amsgrad else [])
-    if isinstance(optimizer, optimizers.RMSprop):
-        return (
-            [("velocity",)]
-            + ([("momentum",)] if optimizer.momentum > 0 else [])
-            + ([("average_gradient",)] if optimizer.centered else [])
+    if not isinstance(optimizer, (optimizers.Adam, optimizers.RMSprop, optimizers.SGD, optimizers.Adagrad)):
+        raise _Unsupported(
+            f"the optimizer is {type(optimizer).__name__}; only {', '.join(_SUPPORTED_OPTIMIZERS)} are supported"
         )
-    if isinstance(optimizer, optimizers.SGD):
-        return [("momentum",)] if optimizer.momentum != 0 else []
-    if isinstance(optimizer, optimizers.Adagrad):
-        return [("accumulator",)]
-    raise _Unsupported(f"the optimizer is {type(optimizer).__name__}; only {', '.join(_SUPPORTED_OPTIMIZERS)} are supported")
+    names = optimizer._slot_names()
+    if isinstance(optimizer, optimizers.Adam):
+        return [tuple(names[:2])] + [(name,) for name in names[2:]]
+    return [(name,) for name in names]
 
 
 def _slot_order(groups, n_variables) -> list:
