@@ -41,7 +41,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import warnings
 import zipfile
 
@@ -49,6 +48,7 @@ import numpy as np
 
 from . import activations, initializers, layers as layers_module, losses, metrics as metrics_module, optimizers
 from . import regularizers
+from .saving import _check_path, write_atomically
 
 __all__ = ["save_model", "load_model", "to_keras_config", "from_keras_config", "FILE_FORMAT_VERSION"]
 
@@ -367,8 +367,8 @@ def save_model(model, filepath) -> None:
         >>> sorted(zipfile.ZipFile("/tmp/tiny.keras").namelist())
         ['config.json', 'metadata.json', 'model.weights.h5']
     """
-    filepath = os.fspath(filepath)
-    if not str(filepath).endswith(".keras"):
+    filepath = _check_path(filepath)
+    if not filepath.endswith(".keras"):
         raise ValueError(f"Expected a path ending in `.keras`. Received: filepath={filepath!r}")
     config = to_keras_config(model)
     try:
@@ -380,21 +380,14 @@ def save_model(model, filepath) -> None:
         "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
         "saved_by": f"minitensor {_version()}",
     }
-    directory = os.path.dirname(os.path.abspath(filepath))
-    fd, tmp = tempfile.mkstemp(prefix=".minitensor-", suffix=".keras.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
-                archive.writestr(_METADATA, json.dumps(metadata))
-                archive.writestr(_CONFIG, json.dumps(config))
-                archive.writestr(_WEIGHTS, weights)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, filepath)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    def write(handle):
+        with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
+            archive.writestr(_METADATA, json.dumps(metadata))
+            archive.writestr(_CONFIG, json.dumps(config))
+            archive.writestr(_WEIGHTS, weights)
+
+    write_atomically(filepath, write)  # as model files: mode kept, links followed, temporaries cleaned
 
 
 def _version() -> str:

@@ -60,7 +60,7 @@ FORMAT_NAME = "minitensor.model"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 
-__all__ = ["save_model", "load_model", "FORMAT_NAME", "FORMAT_VERSION", "READABLE_VERSIONS"]
+__all__ = ["save_model", "load_model", "write_atomically", "FORMAT_NAME", "FORMAT_VERSION", "READABLE_VERSIONS"]
 
 _TEMP_SUFFIX = ".minitensor-tmp"
 _JSON_MEMBER_LIMIT = 64 << 20  # the format header and the config are JSON text, never this large
@@ -231,6 +231,41 @@ def save_model(model, filepath) -> None:
     """
     filepath = _check_path(filepath)
     model._require_built("save")
+    arrays = {
+        "config": _json_array({"model": model.get_config(), "compile": _compile_config(model)}),
+    }
+    for i, w in enumerate(model.get_weights()):
+        arrays[f"weight_{i:03d}"] = w
+    optimizer = model.optimizer
+    if optimizer is not None and getattr(optimizer, "built", False):
+        for i, a in enumerate(optimizer.get_state()):
+            arrays[f"optimizer_{i:03d}"] = np.asarray(a)
+    write_atomically(filepath, lambda handle: _write_archive(handle, arrays))
+
+
+def write_atomically(filepath, write) -> None:
+    """Write a file as a careful editor saves one: ``write(handle)`` fills a temporary file next to
+    the target, which is flushed to disk and renamed over it (the directory synced after).
+
+    An interrupted save leaves the previous file intact. An existing file keeps its permission
+    bits (a new one gets the usual ``0666 & ~umask``); a symbolic link is followed and its target
+    replaced (the link stays); temporary files left behind by saves of the same target that were
+    killed are removed. Both model formats (this module's and ``.keras``) save through it.
+
+    Args:
+        filepath: destination path (checked: a non-empty str or os.PathLike).
+        write: a function writing the whole file to the binary handle it is given.
+
+    Raises:
+        ValueError: if ``filepath`` is not a path or names something other than a regular file.
+        OSError: when the file cannot be written; the error names ``filepath``.
+
+    Example:
+        >>> write_atomically("/tmp/example_atomic.bin", lambda handle: handle.write(b"data"))
+        >>> open("/tmp/example_atomic.bin", "rb").read()
+        b'data'
+    """
+    filepath = _check_path(filepath)
     target = os.path.realpath(filepath)  # through symbolic links: replace the target, keep the link
     try:
         existing = os.stat(target)
@@ -246,16 +281,6 @@ def save_model(model, filepath) -> None:
             "not a regular file"
         )
 
-    arrays = {
-        "config": _json_array({"model": model.get_config(), "compile": _compile_config(model)}),
-    }
-    for i, w in enumerate(model.get_weights()):
-        arrays[f"weight_{i:03d}"] = w
-    optimizer = model.optimizer
-    if optimizer is not None and getattr(optimizer, "built", False):
-        for i, a in enumerate(optimizer.get_state()):
-            arrays[f"optimizer_{i:03d}"] = np.asarray(a)
-
     directory, base = os.path.split(target)
     _remove_stale_temporaries(directory, base)
     tmp = os.path.join(directory, f"{_temp_prefix(base)}{os.getpid()}-{secrets.token_hex(8)}{_TEMP_SUFFIX}")
@@ -270,7 +295,7 @@ def save_model(model, filepath) -> None:
         if existing is not None:  # keep the permission bits (owner, ACLs and hard links are not kept)
             os.chmod(fd if os.chmod in os.supports_fd else tmp, stat.S_IMODE(existing.st_mode))
         with open(fd, "wb", closefd=False) as handle:
-            _write_archive(handle, arrays)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)

@@ -309,3 +309,40 @@ def test_losses_and_metrics_serialised_as_functions_are_read(saved, tmp_path):
     assert model._metric_identifiers == ["binary_accuracy"]
     history = model.fit(X, Y, epochs=1, verbose=0).history
     assert sorted(history) == ["binary_accuracy", "loss"]
+
+
+def test_saving_a_keras_file_is_atomic_as_model_files_are(tmp_path):
+    """A .keras save keeps an existing file's mode, gives a new one 0666 & ~umask, follows symbolic
+    links (the link stays) and leaves no temporary file: the same writer as minitensor's own format."""
+    import os
+    import stat
+
+    model = trained_model()
+    old_umask = os.umask(0o022)
+    try:
+        fresh = tmp_path / "fresh.keras"
+        model.save(fresh)
+        assert stat.S_IMODE(os.stat(fresh).st_mode) == 0o644
+        existing = tmp_path / "existing.keras"
+        model.save(existing)
+        os.chmod(existing, 0o640)
+        model.save(existing)
+        assert stat.S_IMODE(os.stat(existing).st_mode) == 0o640
+    finally:
+        os.umask(old_umask)
+    target = tmp_path / "target.keras"
+    model.save(target)
+    link = tmp_path / "link.keras"
+    link.symlink_to(target)
+    other = trained_model(epochs=3)
+    other.save(link)
+    assert link.is_symlink()
+    np.testing.assert_array_equal(load_model(target).get_weights()[0], other.get_weights()[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing.keras", "fresh.keras", "link.keras", "target.keras"]
+
+
+def test_saving_a_keras_file_names_the_path_asked_for(tmp_path):
+    missing = tmp_path / "no-such-directory" / "model.keras"
+    with pytest.raises(FileNotFoundError) as error:
+        trained_model().save(missing)
+    assert str(missing) in str(error.value)
