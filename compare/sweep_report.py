@@ -30,6 +30,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .report import _finite
+
 __all__ = ["METRICS", "summarize", "heatmap_figure", "write_sweep_report"]
 
 #: The metrics drawn, with their labels.
@@ -180,16 +182,6 @@ def heatmap_figure(summary: dict, grid: dict, metric: str, path, facet: tuple = 
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def _finite(value):
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _img(path: Path, alt: str) -> str:
