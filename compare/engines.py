@@ -646,6 +646,30 @@ def train(
     return result, start_weights
 
 
+def _train_keras_cached(experiment: Experiment, cache, *, seed: int, mode: str, epochs_scale: float = 1.0,
+                        nudge_seed: int | None = None, **kwargs) -> tuple[RunResult, list[np.ndarray]]:
+    """``train(experiment, "keras", ...)``, read from ``cache`` when it holds the run, else stored in it.
+
+    ``mode`` and ``epochs_scale`` are part of the cache key (:func:`compare.cache.keras_run_key`);
+    ``cache=None`` trains without one.
+    """
+    if cache is None:
+        return train(experiment, "keras", seed=seed, nudge_seed=nudge_seed, **kwargs)
+    from .cache import keras_run_key
+
+    key = keras_run_key(
+        experiment, seed=seed, mode=mode, record_steps=bool(kwargs.get("record_steps")),
+        epochs_scale=epochs_scale, nudge_seed=nudge_seed,
+    )
+    found = cache.load(key)
+    if found is not None:
+        found[0].experiment = experiment.name
+        return found
+    result, start = train(experiment, "keras", seed=seed, nudge_seed=nudge_seed, **kwargs)
+    cache.store(key, result, start)
+    return result, start
+
+
 def run_experiment(
     experiment: Experiment,
     *,
@@ -685,23 +709,11 @@ def run_experiment(
     runs: dict[str, list[RunResult]] = {engine: [] for engine in ENGINES}
     sensitivity = None
 
-    def keras_train(seed, *, nudge_seed=None, **kwargs):
-        kwargs.update(keras_execution=keras_execution, progress=progress)
-        if cache is None:
-            return train(experiment, "keras", seed=seed, nudge_seed=nudge_seed, **kwargs)
-        from .cache import keras_run_key
-
-        key = keras_run_key(
-            experiment, seed=seed, mode=mode, record_steps=bool(kwargs.get("record_steps")),
-            epochs_scale=epochs_scale, nudge_seed=nudge_seed,
+    def keras_train(seed, **kwargs):
+        return _train_keras_cached(
+            experiment, cache, seed=seed, mode=mode, epochs_scale=epochs_scale,
+            keras_execution=keras_execution, progress=progress, **kwargs,
         )
-        found = cache.load(key)
-        if found is not None:
-            found[0].experiment = experiment.name
-            return found
-        result, start = train(experiment, "keras", seed=seed, nudge_seed=nudge_seed, **kwargs)
-        cache.store(key, result, start)
-        return result, start
 
     if mode == "parity":
         if not experiment.has_dropout:

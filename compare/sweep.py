@@ -375,20 +375,11 @@ def call(item):
 
 def _keras_only(task: SweepTask, cache):
     """The tf.keras run of ``task`` (independent mode), through ``cache`` when given."""
-    from .engines import train
+    from .engines import _train_keras_cached
 
-    if cache is None:
-        return train(task.experiment, "keras", seed=task.seed, shuffle=True)[0]
-    from .cache import keras_run_key
-
-    key = keras_run_key(task.experiment, seed=task.seed, mode="independent", record_steps=False,
-                        epochs_scale=task.epochs_scale)
-    found = cache.load(key)
-    if found is not None:
-        return found[0]
-    run, start = train(task.experiment, "keras", seed=task.seed, shuffle=True)
-    cache.store(key, run, start)
-    return run
+    return _train_keras_cached(
+        task.experiment, cache, seed=task.seed, mode="independent", epochs_scale=task.epochs_scale, shuffle=True
+    )[0]
 
 
 # --------------------------------------------------------------------------------------------
