@@ -273,7 +273,7 @@ def main(argv=None) -> int:
     if args.sweep:
         if args.only or args.list:
             parser.error("--sweep varies one experiment, given by --base; --only and --list do not apply")
-        if args.mode != "independent" and "--mode" in (sys.argv[1:] if argv is None else argv):
+        if args.mode != "independent" and "--mode" in given:
             parser.error("--sweep compares the engines in independent mode; --mode parity does not apply")
         if args.base not in EXPERIMENTS:
             parser.error(f"unknown --base experiment {args.base!r} (valid names: {', '.join(EXPERIMENTS)})")
@@ -283,7 +283,7 @@ def main(argv=None) -> int:
             grid = parse_grid(args.sweep)
         except ValueError as error:
             parser.error(f"--sweep: {error}")
-        return _sweep_main(args, grid, argv)
+        return _sweep_main(args, grid, given)
     experiments = [scale_epochs(e, args.epochs_scale) for e in _selected(args, parser)]
     if args.list:
         print(_list(experiments))
@@ -298,11 +298,7 @@ def main(argv=None) -> int:
     seeds = [args.seed + i for i in range(args.seeds)]
     machine = engines.machine_info()  # before any --blas-threads limit, so it shows the libraries' defaults
     jobs = args.jobs or available_cores()
-    cache_dir = None
-    if not args.no_cache:
-        from .cache import default_cache_dir
-
-        cache_dir = str(args.cache_dir or default_cache_dir())
+    cache_dir = _cache_dir(args)
     # the experiments that train something: a repeated training is shown again, not rerun
     first_of: dict = {}
     for experiment in experiments:
@@ -407,7 +403,7 @@ def main(argv=None) -> int:
         "epochs_scale": args.epochs_scale,
         "interrupted": interrupted,
         "total_seconds": total,
-        "command": "python -m compare " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
+        "command": "python -m compare " + " ".join(shlex.quote(a) for a in given),
         "machine": machine,
         "blas_threads": args.blas_threads,
         "execution": {
@@ -446,6 +442,15 @@ def main(argv=None) -> int:
     return 0
 
 
+def _cache_dir(args) -> str | None:
+    """The tf.keras result cache's folder, or ``None`` with ``--no-cache``."""
+    if args.no_cache:
+        return None
+    from .cache import default_cache_dir
+
+    return str(args.cache_dir or default_cache_dir())
+
+
 def _merge_seeds(outcomes):
     """One outcome from the outcomes of an experiment's seeds, run one seed each (seeds in order)."""
     if len(outcomes) == 1:
@@ -472,7 +477,7 @@ def _cache_note(outcome) -> str:
     return "tf.keras from the cache" if cached else ""
 
 
-def _sweep_main(args, grid: dict, argv) -> int:
+def _sweep_main(args, grid: dict, given: list) -> int:
     from .engines import machine_info
     from .sweep import TaskStore, available_cores, run_sweep, sweep_tasks
     from .sweep_report import write_sweep_report
@@ -482,11 +487,7 @@ def _sweep_main(args, grid: dict, argv) -> int:
     engines = tuple(e for e in ("keras", "minitensor") if e in args.engines)
     tasks = sweep_tasks(base, grid, seeds=seeds, engines=engines, epochs_scale=args.epochs_scale)
     jobs = args.jobs or available_cores()
-    cache_dir = None
-    if not args.no_cache:
-        from .cache import default_cache_dir
-
-        cache_dir = str(args.cache_dir or default_cache_dir())
+    cache_dir = _cache_dir(args)
     threads = args.blas_threads or (1 if args.scheduler else max(1, available_cores() // jobs))
     where = (f"the Dask cluster at {args.scheduler}" if args.scheduler
              else f"{jobs} worker process(es), {threads} thread(s) each")
@@ -523,7 +524,7 @@ def _sweep_main(args, grid: dict, argv) -> int:
         print(f"{earlier} run(s) were kept from an earlier run of this sweep ({store.directory}).", flush=True)
     total = time.perf_counter() - started
     meta = {
-        "command": "python -m compare " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
+        "command": "python -m compare " + " ".join(shlex.quote(a) for a in given),
         "base": base.name,
         "seeds": len(seeds),
         "seed": args.seed,
