@@ -34,8 +34,13 @@ Example:
 from __future__ import annotations
 
 import argparse
+import base64
+import html
+import json
+import re
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -423,12 +428,6 @@ def report_section(results, flow, figure_name="figures/gradient-flow.png") -> st
 
 def add_to_report(out_dir, results, flow) -> None:
     """Append the gradient section to a written report (``report.md``, ``index.html``, ``results.json``)."""
-    import base64
-    import html
-    import json
-    import re
-    from pathlib import Path
-
     out_dir = Path(out_dir)
     figures = out_dir / "figures"
     figures.mkdir(parents=True, exist_ok=True)
@@ -440,7 +439,7 @@ def add_to_report(out_dir, results, flow) -> None:
         md.write_text(md.read_text(encoding="utf-8").rstrip("\n") + "\n\n" + section + "\n", encoding="utf-8")
     index = out_dir / "index.html"
     if index.exists():
-        body = _markdown_to_html(section, figures, html, re, base64)
+        body = _markdown_to_html(section, figures)
         text = index.read_text(encoding="utf-8")
         index.write_text(text.replace("</body></html>", body + "\n</body></html>"), encoding="utf-8")
     results_path = out_dir / "results.json"
@@ -463,7 +462,7 @@ def _json_ready(value):
     return value
 
 
-def _markdown_to_html(section, figures, html, re, base64) -> str:
+def _markdown_to_html(section, figures) -> str:
     """The few Markdown constructs of :func:`report_section` (headings, paragraphs, one table, an image)."""
     out, table = [], []
     for line in section.splitlines() + [""]:
