@@ -268,12 +268,15 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     given = sys.argv[1:] if argv is None else list(argv)
-    if args.sweep and not any(a == "--out" or a.startswith("--out=") for a in given):
+    def given_option(flag):  # "--flag value" or "--flag=value" on the command line
+        return any(a == flag or a.startswith(flag + "=") for a in given)
+
+    if args.sweep and not given_option("--out"):
         args.out = os.path.join("report", "sweep")
     if args.sweep:
         if args.only or args.list:
             parser.error("--sweep varies one experiment, given by --base; --only and --list do not apply")
-        if args.mode != "independent" and "--mode" in given:
+        if args.mode != "independent" and given_option("--mode"):
             parser.error("--sweep compares the engines in independent mode; --mode parity does not apply")
         if args.base not in EXPERIMENTS:
             parser.error(f"unknown --base experiment {args.base!r} (valid names: {', '.join(EXPERIMENTS)})")

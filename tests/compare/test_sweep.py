@@ -288,6 +288,7 @@ def test_command_line_sweep_errors(capsys):
         (["--sweep", "batch_size=8", "--base", "nope"], "unknown --base experiment"),
         (["--sweep", "batch_size=8", "--only", "deep"], "--only and --list do not apply"),
         (["--sweep", "batch_size=8", "--mode", "parity"], "independent mode"),
+        (["--sweep", "batch_size=8", "--mode=parity"], "independent mode"),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
