@@ -68,7 +68,7 @@ import warnings
 
 import numpy as np
 
-from . import fpenv, interrupts
+from . import fpenv, interrupts, kernel_cache
 
 __all__ = ["build_plan", "CompiledPlan", "BLAS_MIN_MACS"]
 
@@ -371,6 +371,8 @@ class CompiledPlan:
         self._hyper = np.zeros(kernels.H_N, dtype=np.float32)
         self._flags = np.zeros(kernels.F_N, dtype=np.int64)
         self.blas_layers = []
+        #: ``fit``'s verbosity: at 1 or 2 a first epoch that compiles the kernels says so (one line).
+        self.verbose = 0
 
     # ------------------------------------------------------------------ layout
     def _layout(self, batch_size):
@@ -611,7 +613,7 @@ class CompiledPlan:
         # data ever more closely drives softmax outputs and their gradients into that range,
         # where arithmetic is many times slower)
         with interrupts.deferred:
-            with fpenv.flush_subnormals():
+            with fpenv.flush_subnormals(), kernel_cache.compiling_notice(k.train_epoch, self.verbose):
                 steps = k.train_epoch(
                     x, yb, ym, labels, sw, has_sw, order_arr, shuffled, int(batch_size),
                     model._flat_params, model._flat_grads, layout["lmeta"], self._lreg, dmeta, layout["dscale"],

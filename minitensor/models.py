@@ -481,6 +481,8 @@ class Sequential:
         self._resolve_metrics(y)
         self._prepare_optimizer()
         plan = self._compiled_plan(callback_list) if self.jit_compile else None
+        if plan is not None:
+            plan.verbose = verbose
 
         n = len(x)
         steps = math.ceil(n / batch_size)
