@@ -210,9 +210,7 @@ def plot_gradient_flow(flow, metric="grad_norm", ax=None, label=None, linestyle=
         raise ValueError(f"Expected `metric` to be one of {sorted(METRICS)}. Received: metric={metric!r}")
     data = flow.as_dict() if isinstance(flow, GradientFlow) else flow
     if ax is None:
-        import matplotlib.pyplot as plt
-
-        _, ax = plt.subplots(figsize=(6, 3.6))
+        _, ax = _pyplot().subplots(figsize=(6, 3.6))
     steps = data["steps"]
     colors = _layer_colors(len(data["layers"]))
     for color, (name, record) in zip(colors, data["layers"].items()):
@@ -231,9 +229,19 @@ def plot_gradient_flow(flow, metric="grad_norm", ax=None, label=None, linestyle=
     return ax
 
 
+def _pyplot():
+    """``matplotlib.pyplot``, or an ImportError that names the install command."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError(
+            'Plotting gradient flow needs matplotlib, which is not installed. Install it with '
+            '`pip install "minitensor[viz]"`.'
+        ) from None
+    return plt
+
+
 def _layer_colors(n):
     """One colour per layer, from the input (dark) to the output (light)."""
-    import matplotlib
-
-    cmap = matplotlib.colormaps["viridis"]
+    cmap = _pyplot().colormaps["viridis"]
     return [cmap(i / max(1, n - 1) * 0.9) for i in range(n)]

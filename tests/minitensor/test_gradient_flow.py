@@ -1,6 +1,7 @@
 """GradientFlow: what it records matches the trace and hand counts, when it records, and that it changes nothing."""
 
 import math
+import sys
 
 import matplotlib
 
@@ -132,3 +133,11 @@ def test_bad_arguments(kwargs, match):
         GradientFlow(np.zeros((2, 6)), np.zeros((2, 1)), **kwargs)
     with pytest.raises(ValueError, match="probe batch"):
         GradientFlow(None, None)
+
+
+def test_plot_without_matplotlib_names_the_install_command(monkeypatch):
+    record = {"steps": [0, 10], "layers": {"dense": {"grad_norm": [1.0, 0.5]}}}
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    with pytest.raises(ImportError, match=r'pip install "minitensor\[viz\]"'):
+        plot_gradient_flow(record)
