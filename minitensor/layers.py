@@ -429,6 +429,18 @@ class Dropout(Layer):
         out.name = self.name + "/output"
         return out
 
+    @property
+    def generator(self):
+        """The random generator the training masks are drawn from: the layer's own (with a ``seed``)
+        or minitensor's global one (without). Code that draws the masks elsewhere (the compiled
+        training path) draws them from it, in the same order, so that both give the same masks.
+
+        Example:
+            >>> Dropout(0.5, seed=3).generator is Dropout(0.5, seed=3).generator   # one generator per layer
+            False
+        """
+        return self._rng
+
     def __getstate__(self):
         # without a seed the layer draws from the global generator: a copy (pickle, deepcopy,
         # scikit-learn's clone) must go on sharing it, not freeze a private copy of its state

@@ -358,6 +358,26 @@ class Mean(Metric):
         self.total = self.total + int(hits)
         self.count = self.count + int(samples)
 
+    def get_state(self) -> tuple:
+        """The state ``(total, count)`` as state-dtype scalars.
+
+        Example:
+            >>> m = Mean(); m.update_state([1, 3]); m.get_state()
+            (np.float32(4.0), np.float32(2.0))
+        """
+        return self.total, self.count
+
+    def set_state(self, state) -> None:
+        """Restore a :meth:`get_state` pair ``(total, count)`` (cast to the state dtype).
+
+        Example:
+            >>> m = Mean(); m.set_state((6.0, 4.0)); m.result()
+            1.5
+        """
+        total, count = state
+        cast = self._dtype.type
+        self.total, self.count = cast(total), cast(count)
+
     def result(self) -> float:
         """``total / count`` in the state dtype (0.0 when ``count`` is 0), as a Python float."""
         if self.count == 0:
@@ -465,7 +485,16 @@ class BinaryAccuracy(_BuiltinMetric):
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)):
             raise TypeError(f"Expected `threshold` to be a number. Received: threshold={threshold!r}")
         super().__init__(binary_accuracy, name=name, dtype=dtype, direction="up", threshold=threshold)
-        self.threshold = threshold
+
+    @property
+    def threshold(self):
+        """The decision threshold: the one ``update_state`` uses and ``get_config`` reports.
+
+        Example:
+            >>> BinaryAccuracy(threshold=0.7).get_config()["threshold"]
+            0.7
+        """
+        return self._fn_kwargs["threshold"]
 
     def update_state(self, y_true, y_pred, sample_weight=None) -> None:
         """Count the batch's correct predictions (see :meth:`MeanMetricWrapper.update_state`)."""

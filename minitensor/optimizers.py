@@ -819,6 +819,63 @@ class Optimizer:
             slot[...] = array  # in place: the slot arrays stay the preallocated ones
         self._iterations = int(iterations)
 
+    # ------------------------------------------------------------------ state interface
+    # What code that runs the update rule elsewhere (the compiled training path) reads and
+    # writes: the slots by name, their initial values, and the step count.
+    @property
+    def slot_names(self) -> list:
+        """The names of the slots kept per variable with the current settings, in Keras's creation order.
+
+        Example:
+            >>> Adam(amsgrad=True).slot_names
+            ['momentum', 'velocity', 'velocity_hat']
+        """
+        return list(self._slot_names())
+
+    def slot_initial_value(self, name: str) -> float:
+        """The value slot ``name`` starts at when the optimizer is built (0, or Adagrad's initial value).
+
+        Example:
+            >>> Adagrad(initial_accumulator_value=0.5).slot_initial_value("accumulator")
+            0.5
+        """
+        return self._slot_initial_value(name)
+
+    def slot_arrays(self, name: str) -> list:
+        """The live arrays of slot ``name``, one per variable (in :meth:`build`'s order).
+
+        They are the optimizer's state itself, not copies: code that applies steps outside
+        :meth:`apply_gradients` updates them in place (then calls :meth:`advance_iterations`).
+
+        Raises:
+            ValueError: if the optimizer is not built, or keeps no slot of that name.
+
+        Example:
+            >>> opt = SGD(momentum=0.9); opt.build([Tensor(np.zeros(2, dtype=np.float32))])
+            >>> opt.slot_arrays("momentum")
+            [array([0., 0.], dtype=float32)]
+        """
+        if not self.built or name not in self._slots:
+            raise ValueError(
+                f"Expected the name of a slot of the built optimizer {self.name} "
+                f"({self._slot_names() if self.built else 'not built'}). Received: name={name!r}"
+            )
+        return list(self._slots[name])
+
+    def advance_iterations(self, steps: int) -> None:
+        """Count ``steps`` more applied steps (for steps applied outside :meth:`apply_gradients`).
+
+        Raises:
+            ValueError: if ``steps`` is not a non-negative integer.
+
+        Example:
+            >>> opt = SGD(); opt.advance_iterations(3); opt.iterations
+            3
+        """
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+            raise ValueError(f"Expected `steps` to be a non-negative integer. Received: steps={steps!r}")
+        self._iterations += int(steps)
+
     def get_config(self) -> dict:
         """Return the constructor arguments as a dict (``learning_rate`` as the float32 value).
 
