@@ -958,6 +958,7 @@ class SGD(Optimizer):
     _writes_new_slots = True
 
     def _update_step(self, index, g, w, lr, part=None):
+        # the compiled path's copy, element by element: minitensor/kernels.py, _sgd_update
         s1, s2 = self._scratch_for(index, part)
         np.multiply(g, lr, out=s1)  # g*lr
         if self.momentum == 0:
@@ -1041,6 +1042,7 @@ class RMSprop(Optimizer):
     _writes_new_slots = True
 
     def _update_step(self, index, g, w, lr, part=None):
+        # the compiled path's copy, element by element: minitensor/kernels.py, _rmsprop_element
         rho, one_minus_rho, epsilon, momentum = self._cast_constants(
             w.dtype, (self.rho, 1 - self.rho, self.epsilon, self.momentum)
         )
@@ -1146,6 +1148,7 @@ class Adam(Optimizer):
     _writes_new_slots = True
 
     def _update_step(self, index, g, w, lr, part=None):
+        # the compiled path's copy, element by element: minitensor/kernels.py, _adam_element
         beta_1, beta_2, one_minus_beta_1, one_minus_beta_2, epsilon = self._cast_constants(
             w.dtype, (self.beta_1, self.beta_2, 1 - self.beta_1, 1 - self.beta_2, self.epsilon)
         )
@@ -1233,6 +1236,7 @@ class Adagrad(Optimizer):
     _writes_new_slots = True
 
     def _update_step(self, index, g, w, lr, part=None):
+        # the compiled path's copy, element by element: minitensor/kernels.py, _adagrad_update
         s1, s2 = self._scratch_for(index, part)
         acc = self._new_slot("accumulator", index, part)
         np.multiply(g, g, out=s1)

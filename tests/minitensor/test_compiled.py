@@ -565,10 +565,15 @@ def test_adam_flushes_subnormal_moments_to_zero():
     v = np.array([1e-40, 0, 1e-36, 0.01, 0.02, 0.0], dtype=np.float32)
     ref_w, ref_m, ref_v = params.copy(), m.copy(), v.copy()
     hyper = np.zeros(kernels.H_N, dtype=np.float32)
-    hyper[[kernels.H_LR, kernels.H_C1, kernels.H_C2, kernels.H_C3, kernels.H_C4, kernels.H_EPS]] = [
+    hyper[[kernels.H_LR, kernels.H_BETA_1, kernels.H_BETA_2, kernels.H_ONE_MINUS_BETA_1, kernels.H_ONE_MINUS_BETA_2,
+           kernels.H_EPS]] = [
         np.float32(1e-3), np.float32(0.9), np.float32(0.999), np.float32(1 - 0.9), np.float32(1 - 0.999), np.float32(1e-7)]
     flags = np.zeros(kernels.F_N, dtype=np.int64)
-    kernels._apply_update(params, grads, kernels.OPT_ADAM, hyper, flags, m, v, np.zeros(1, np.float32), 9)
+    new_params, new_m, new_v = np.empty_like(params), np.empty_like(m), np.empty_like(v)
+    dummy = np.zeros(1, np.float32)
+    assert kernels._update(kernels.OPT_ADAM, hyper, flags, params, grads, m, v, dummy, new_params, new_m, new_v, dummy,
+                           0, params.size, 9)
+    params, m, v = new_params, new_m, new_v
     # the reference formula (NumPy float32) on the normal entries
     opt = optimizers.Adam()
     w = mt.Tensor(ref_w)
