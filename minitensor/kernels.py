@@ -56,10 +56,9 @@ from numba import njit
 __all__ = ["train_epoch", "pairwise_sum", "HAVE_BLAS"]
 
 _JIT = dict(cache=True, error_model="numpy", fastmath=False, nogil=True)
-# The per-layer functions that train_epoch calls every step are inlined into it
-# (inline="always", at Numba's IR level): D (batch size 1) went from 3.8 to 3.0 us per step.
-# About half of what remains is Numba's atomic reference counting (measured with perf):
-# see docs/internals.md.
+# No function is inlined at Numba's IR level (inline="always"): each is compiled once, and
+# LLVM inlines what pays. The step creates no array views outside the BLAS calls (see the
+# layers' section), so Numba's reference counting is out of the per-step path.
 
 #: ``np.dot`` inside Numba calls BLAS through SciPy; without SciPy every layer uses the loops.
 HAVE_BLAS = importlib.util.find_spec("scipy") is not None
@@ -307,7 +306,7 @@ def _pairwise_large(a, start, n, mode):
     return result
 
 
-@njit(inline="always", **_JIT)
+@njit(**_JIT)
 def pairwise_sum(a, start, n):
     """float32 sum of ``a[start:start+n]`` in NumPy's pairwise order (bit-identical to ``.sum()``)."""
     if n <= 128:
@@ -343,206 +342,227 @@ else:  # pragma: no cover - SciPy is installed with the test extras
 
 
 # ---------------------------------------------------------------------------- layers
-# Activations and their gradients are stored feature-major: (width, batch) C-contiguous, so
-# the innermost loops of the small matrix products run over the batch (long, contiguous,
-# vectorised) rather than over a layer's few units.
-@njit(cache=True, error_model="numpy", fastmath={"reassoc"}, nogil=True)
-def _dot_rows(a, i, b, j):
-    """``a[i] . b[j]`` for rows of two C-contiguous float32 matrices (the weight gradient's dot products).
+# Activations and their gradients are stored feature-major: (width, batch) C-contiguous in the
+# flat workspace `ws`, so the innermost loops of the small matrix products run over the batch
+# (long, contiguous, vectorised) rather than over a layer's few units. Everything is indexed by
+# offsets into the flat arrays (`ws`, `params`, `grads`): an array view made per step would
+# cost Numba's atomic reference counting and a reshape call each time. Only the BLAS calls get
+# views, made where they are called. Indices computed from a run-time offset are cast with
+# `_u` (unsigned: see UPDATE_BLOCK's comment), or the loops would not vectorise.
+@njit(**_JIT)
+def _u(i):
+    """``i`` as an unsigned index: Numba then adds no negative-index wrap-around."""
+    return np.uint64(i)
 
-    The only function compiled with a fast-math flag: ``reassoc`` alone, so LLVM may split the
-    sum into vector lanes (as BLAS does); every operation stays an IEEE float32 multiply or add
-    (no contraction into fused multiply-adds, no finite-math assumptions).
+
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"}, nogil=True)
+def _dot_rows(a, ia, b, ib, n):
+    """``a[ia:ia+n] . b[ib:ib+n]`` for two flat float32 arrays (the weight gradient's dot products).
+
+    Compiled with one fast-math flag: ``reassoc`` alone, so LLVM may split the sum into vector
+    lanes (as BLAS does); every operation stays an IEEE float32 multiply or add (no contraction
+    into fused multiply-adds, no finite-math assumptions).
     """
     res = np.float32(0.0)
-    for t in range(a.shape[1]):
-        res += a[i, t] * b[j, t]
+    for t in range(n):
+        res += a[_u(ia + t)] * b[_u(ib + t)]
     return res
 
 
-@njit(inline="always", **_JIT)
-def _dense_forward(at, w, bias, has_bias, zt, blas):
-    """``z = a @ w (+ bias)`` feature-major: at (K, B), w (K, J), zt (J, B).
+@njit(**_JIT)
+def _dense_forward(ws, a_off, a_rows, params, woff, boff, z_off, kk, jj, bc, blas):
+    """``z = a @ w (+ bias)`` feature-major: a (K, B) at ``ws[a_off]``, w (K, J) at ``params[woff]``, z (J, B).
 
-    Each output sums its K products in order (k = 0, 1, ...), then adds the bias, as the
-    reference's ``x @ kernel + bias`` up to BLAS's summation order.
+    ``a_rows``: ``a`` is stored sample-major, (B, K) (the gathered inputs of a first layer that
+    multiplies through BLAS). Each output sums its K products in order (k = 0, 1, ...), then
+    adds the bias, as the reference's ``x @ kernel + bias`` up to BLAS's summation order.
     """
-    kk, bc = at.shape
-    jj = w.shape[1]
     if blas:
-        _gemm(w.T, at, zt)
+        w = params[woff: woff + kk * jj].reshape((kk, jj))
+        zt = ws[z_off: z_off + jj * bc].reshape((jj, bc))
+        if a_rows:
+            _gemm(w.T, ws[a_off: a_off + bc * kk].reshape((bc, kk)).T, zt)
+        else:
+            _gemm(w.T, ws[a_off: a_off + kk * bc].reshape((kk, bc)), zt)
     elif bc == 1:
-        # a matrix-vector product: zt (J, 1) is contiguous over j
+        # a matrix-vector product: z (J, 1) is contiguous over j
         for j in range(jj):
-            zt[j, 0] = 0
+            ws[_u(z_off + j)] = 0
         for k in range(kk):
-            av = at[k, 0]
+            av = ws[_u(a_off + k)]
+            wk = woff + k * jj
             for j in range(jj):
-                zt[j, 0] += av * w[k, j]
+                ws[_u(z_off + j)] += av * params[_u(wk + j)]
     else:
-        # four outputs at a time share each row of `at` (fewer, longer passes over the batch)
+        # four outputs at a time share each row of `a` (fewer, longer passes over the batch)
         j = 0
         while j + 4 <= jj:
-            for b in range(bc):
-                zt[j, b] = 0
-                zt[j + 1, b] = 0
-                zt[j + 2, b] = 0
-                zt[j + 3, b] = 0
+            z0 = z_off + j * bc
+            for b in range(4 * bc):
+                ws[_u(z0 + b)] = 0
             for k in range(kk):
-                w0 = w[k, j]
-                w1 = w[k, j + 1]
-                w2 = w[k, j + 2]
-                w3 = w[k, j + 3]
+                wk = woff + k * jj + j
+                w0 = params[_u(wk)]
+                w1 = params[_u(wk + 1)]
+                w2 = params[_u(wk + 2)]
+                w3 = params[_u(wk + 3)]
+                ak = a_off + k * bc
                 for b in range(bc):
-                    av = at[k, b]
-                    zt[j, b] += w0 * av
-                    zt[j + 1, b] += w1 * av
-                    zt[j + 2, b] += w2 * av
-                    zt[j + 3, b] += w3 * av
+                    av = ws[_u(ak + b)]
+                    ws[_u(z0 + b)] += w0 * av
+                    ws[_u(z0 + bc + b)] += w1 * av
+                    ws[_u(z0 + 2 * bc + b)] += w2 * av
+                    ws[_u(z0 + 3 * bc + b)] += w3 * av
             j += 4
         while j < jj:
+            z0 = z_off + j * bc
             for b in range(bc):
-                zt[j, b] = 0
+                ws[_u(z0 + b)] = 0
             for k in range(kk):
-                wv = w[k, j]
+                wv = params[_u(woff + k * jj + j)]
+                ak = a_off + k * bc
                 for b in range(bc):
-                    zt[j, b] += wv * at[k, b]
+                    ws[_u(z0 + b)] += wv * ws[_u(ak + b)]
             j += 1
-    if has_bias:
+    if boff >= 0:
         for j in range(jj):
-            bv = bias[j]
+            bv = params[_u(boff + j)]
+            z0 = z_off + j * bc
             for b in range(bc):
-                zt[j, b] += bv
+                ws[_u(z0 + b)] += bv
 
 
-@njit(inline="always", **_JIT)
-def _activation_forward(zt, ht, act, row):
-    jj, bc = zt.shape
+@njit(**_JIT)
+def _activation_forward(ws, z_off, h_off, jj, bc, act, row):
+    """``h = act(z)`` for (J, B) blocks of ``ws``; ``row`` is the offset of a scratch row."""
     one = np.float32(1.0)
     zero = np.float32(0.0)
+    n = jj * bc
     if act == ACT_RELU:
-        for j in range(jj):
-            for b in range(bc):
-                v = zt[j, b]
-                ht[j, b] = v if not v < zero else zero  # np.maximum(v, 0), NaN kept
+        for i in range(n):
+            v = ws[_u(z_off + i)]
+            ws[_u(h_off + i)] = v if not v < zero else zero  # np.maximum(v, 0), NaN kept
     elif act == ACT_SIGMOID:
-        for j in range(jj):
-            for b in range(bc):
-                v = zt[j, b]
-                e = np.exp(-abs(v))
-                ht[j, b] = one / (one + e) if v >= zero else e / (one + e)
+        for i in range(n):
+            v = ws[_u(z_off + i)]
+            e = np.exp(-abs(v))
+            ws[_u(h_off + i)] = one / (one + e) if v >= zero else e / (one + e)
     elif act == ACT_TANH:
-        for j in range(jj):
-            for b in range(bc):
-                ht[j, b] = np.tanh(zt[j, b])
+        for i in range(n):
+            ws[_u(h_off + i)] = np.tanh(ws[_u(z_off + i)])
     elif act == ACT_SOFTMAX:
         for b in range(bc):
-            shift = zt[0, b]
+            shift = ws[_u(z_off + b)]
             for j in range(1, jj):
-                if zt[j, b] > shift:
-                    shift = zt[j, b]
+                if ws[_u(z_off + j * bc + b)] > shift:
+                    shift = ws[_u(z_off + j * bc + b)]
             for j in range(jj):
-                row[j] = np.exp(zt[j, b] - shift)
-            total = pairwise_sum(row, 0, jj)
+                ws[_u(row + j)] = np.exp(ws[_u(z_off + j * bc + b)] - shift)
+            total = pairwise_sum(ws, row, jj)
             for j in range(jj):
-                ht[j, b] = row[j] / total
+                ws[_u(h_off + j * bc + b)] = ws[_u(row + j)] / total
 
 
-@njit(inline="always", **_JIT)
-def _activation_backward(gt, ht, act, row):
-    """``gt`` (dL/dh, feature-major) becomes dL/dz in place; ``ht`` is the activation's output."""
-    jj, bc = gt.shape
+@njit(**_JIT)
+def _activation_backward(ws, g_off, h_off, jj, bc, act, row):
+    """The (J, B) block ``g`` (dL/dh) becomes dL/dz in place; ``h`` is the activation's output."""
     one = np.float32(1.0)
     zero = np.float32(0.0)
+    n = jj * bc
     if act == ACT_RELU:
-        for j in range(jj):
-            for b in range(bc):
-                gt[j, b] = gt[j, b] * (one if ht[j, b] > zero else zero)
+        for i in range(n):
+            ws[_u(g_off + i)] = ws[_u(g_off + i)] * (one if ws[_u(h_off + i)] > zero else zero)
     elif act == ACT_SIGMOID:
-        for j in range(jj):
-            for b in range(bc):
-                o = ht[j, b]
-                gt[j, b] = gt[j, b] * o * (one - o)
+        for i in range(n):
+            o = ws[_u(h_off + i)]
+            ws[_u(g_off + i)] = ws[_u(g_off + i)] * o * (one - o)
     elif act == ACT_TANH:
-        for j in range(jj):
-            for b in range(bc):
-                o = ht[j, b]
-                gt[j, b] = gt[j, b] * (one - o * o)
+        for i in range(n):
+            o = ws[_u(h_off + i)]
+            ws[_u(g_off + i)] = ws[_u(g_off + i)] * (one - o * o)
     elif act == ACT_SOFTMAX:
         for b in range(bc):
             # inner = sum(g*out) over the classes (pairwise, as NumPy); then out * (g - inner)
             for j in range(jj):
-                row[j] = gt[j, b] * ht[j, b]
-            inner = pairwise_sum(row, 0, jj)
+                ws[_u(row + j)] = ws[_u(g_off + j * bc + b)] * ws[_u(h_off + j * bc + b)]
+            inner = pairwise_sum(ws, row, jj)
             for j in range(jj):
-                gt[j, b] = ht[j, b] * (gt[j, b] - inner)
+                i = j * bc + b
+                ws[_u(g_off + i)] = ws[_u(h_off + i)] * (ws[_u(g_off + i)] - inner)
 
 
-@njit(inline="always", **_JIT)
-def _dense_backward(at, w, gzt, gw, gb, has_bias, gat, need_ga, blas):
-    """From gzt = dL/dz (J, B): gw = a.T @ gz (K, J), gb = sums of gz over the batch, gat = (gz @ w.T).T."""
-    kk, bc = at.shape
-    jj = w.shape[1]
+@njit(**_JIT)
+def _dense_backward(ws, a_off, a_rows, params, grads, woff, boff, gz_off, ga_off, kk, jj, bc, need_ga, blas):
+    """From gz = dL/dz (J, B) at ``ws[gz_off]``: gw = a.T @ gz (K, J), gb = sums of gz over the batch,
+    and (``need_ga``) ga = (gz @ w.T).T (K, B) at ``ws[ga_off]``."""
     if blas:
-        _gemm(at, gzt.T, gw)
+        gzt = ws[gz_off: gz_off + jj * bc].reshape((jj, bc))
+        gw = grads[woff: woff + kk * jj].reshape((kk, jj))
+        if a_rows:
+            _gemm(ws[a_off: a_off + bc * kk].reshape((bc, kk)).T, gzt.T, gw)
+        else:
+            _gemm(ws[a_off: a_off + kk * bc].reshape((kk, bc)), gzt.T, gw)
     elif bc == 1:
         for k in range(kk):
-            av = at[k, 0]
+            av = ws[_u(a_off + k)]
+            gk = woff + k * jj
             for j in range(jj):
-                gw[k, j] = av * gzt[j, 0]
+                grads[_u(gk + j)] = av * ws[_u(gz_off + j)]
     else:
         for k in range(kk):
             for j in range(jj):
-                gw[k, j] = _dot_rows(at, k, gzt, j)
-    if has_bias:
+                grads[_u(woff + k * jj + j)] = _dot_rows(ws, a_off + k * bc, ws, gz_off + j * bc, bc)
+    if boff >= 0:
         if jj == 1:
             # NumPy sums a (B, 1) column as one contiguous vector: pairwise
-            gb[0] = pairwise_sum(gzt.reshape(bc), 0, bc)
+            grads[_u(boff)] = pairwise_sum(ws, gz_off, bc)
         else:
             # NumPy's sum(axis=0) of a (B, J) array: row after row
             for j in range(jj):
-                gb[j] = gzt[j, 0]
+                grads[_u(boff + j)] = ws[_u(gz_off + j * bc)]
             for b in range(1, bc):
                 for j in range(jj):
-                    gb[j] += gzt[j, b]
+                    grads[_u(boff + j)] += ws[_u(gz_off + j * bc + b)]
     if need_ga:
         if blas:
-            _gemm(w, gzt, gat)
+            _gemm(params[woff: woff + kk * jj].reshape((kk, jj)), ws[gz_off: gz_off + jj * bc].reshape((jj, bc)),
+                  ws[ga_off: ga_off + kk * bc].reshape((kk, bc)))
         elif bc == 1:
-            g_row = gzt.reshape((1, jj))
             for k in range(kk):
-                gat[k, 0] = _dot_rows(w, k, g_row, 0)
+                ws[_u(ga_off + k)] = _dot_rows(params, woff + k * jj, ws, gz_off, jj)
         else:
             k = 0
             while k + 4 <= kk:
-                for b in range(bc):
-                    gat[k, b] = 0
-                    gat[k + 1, b] = 0
-                    gat[k + 2, b] = 0
-                    gat[k + 3, b] = 0
+                g0 = ga_off + k * bc
+                for b in range(4 * bc):
+                    ws[_u(g0 + b)] = 0
                 for j in range(jj):
-                    w0 = w[k, j]
-                    w1 = w[k + 1, j]
-                    w2 = w[k + 2, j]
-                    w3 = w[k + 3, j]
+                    wk = woff + k * jj + j
+                    w0 = params[_u(wk)]
+                    w1 = params[_u(wk + jj)]
+                    w2 = params[_u(wk + 2 * jj)]
+                    w3 = params[_u(wk + 3 * jj)]
+                    gj = gz_off + j * bc
                     for b in range(bc):
-                        gv = gzt[j, b]
-                        gat[k, b] += w0 * gv
-                        gat[k + 1, b] += w1 * gv
-                        gat[k + 2, b] += w2 * gv
-                        gat[k + 3, b] += w3 * gv
+                        gv = ws[_u(gj + b)]
+                        ws[_u(g0 + b)] += w0 * gv
+                        ws[_u(g0 + bc + b)] += w1 * gv
+                        ws[_u(g0 + 2 * bc + b)] += w2 * gv
+                        ws[_u(g0 + 3 * bc + b)] += w3 * gv
                 k += 4
             while k < kk:
+                g0 = ga_off + k * bc
                 for b in range(bc):
-                    gat[k, b] = 0
+                    ws[_u(g0 + b)] = 0
                 for j in range(jj):
-                    wv = w[k, j]
+                    wv = params[_u(woff + k * jj + j)]
+                    gj = gz_off + j * bc
                     for b in range(bc):
-                        gat[k, b] += wv * gzt[j, b]
+                        ws[_u(g0 + b)] += wv * ws[_u(gj + b)]
                 k += 1
 
 
-@njit(inline="always", **_JIT)
+@njit(**_JIT)
 def _penalty(params, off, n, l1, l2):
     """Keras's penalty ``l1*sum|w| (+) l2*sum(w*w)`` at the current weights (0 when both are 0)."""
     pen = np.float32(0.0)
@@ -555,160 +575,163 @@ def _penalty(params, off, n, l1, l2):
     return pen
 
 
-@njit(inline="always", **_JIT)
+@njit(**_JIT)
 def _penalty_grad(params, grads, off, n, l1, l2):
     """Add the penalty's gradient ``l1*sign(w) + 2*l2*w`` (as ``l2*w + l2*w``) to ``grads``."""
     zero = np.float32(0.0)
     one = np.float32(1.0)
     if l2 != 0:
         for i in range(off, off + n):
-            t = l2 * params[i]
-            grads[i] = (t + t) + grads[i]
+            t = l2 * params[_u(i)]
+            grads[_u(i)] = (t + t) + grads[_u(i)]
     if l1 != 0:
         for i in range(off, off + n):
-            w = params[i]
+            w = params[_u(i)]
             s = one if w > zero else (-one if w < zero else (zero if w == zero else w))
-            grads[i] = l1 * s + grads[i]
+            grads[_u(i)] = l1 * s + grads[_u(i)]
 
 
 # ---------------------------------------------------------------------------- loss
-@njit(inline="always", **_JIT)
-def _loss_forward_backward(ut, yb, labels, sw, has_sw, loss_kind, gt, vals, row, fused, ht):
-    """Per-sample losses of ``ut`` (k, B) into ``vals``, the batch loss, and dL/du into ``gt`` (k, B).
+# The formulas of minitensor/losses.py (binary_crossentropy / categorical_crossentropy /
+# sparse_categorical_crossentropy with from_logits, mean_squared_error) and of their gradients
+# in minitensor/ops.py, per sample.
+@njit(**_JIT)
+def _loss_forward_backward(ws, u_off, yb_off, labels, sw_off, has_sw, loss_kind, g_off, v_off, row, fused, h_off,
+                           kk, bc):
+    """Per-sample losses of ``u`` (k, B) into ``vals``, the batch loss, and dL/du into ``g`` (k, B).
 
-    With ``fused`` (a sigmoid output with binary cross-entropy, a softmax output with a
-    categorical one) the output activation, which the loss computes anyway from the logits with
-    the same formula, is also written to ``ht``.
+    All are blocks of ``ws`` at the given offsets; ``yb`` (the targets) is (B, k), ``vals`` and
+    ``sw`` (the sample weights) are (B,). With ``fused`` (a sigmoid output with binary
+    cross-entropy, a softmax output with a categorical one) the output activation, which the
+    loss computes anyway from the logits with the same formula, is also written to ``h``.
 
-    ``ut`` holds logits for the cross-entropies (recovered from a sigmoid/softmax output, or
-    ``from_logits=True``) and the outputs for the squared error; ``yb`` is (B, k). The batch
-    loss is ``sum(vals*sw)/B`` (``sum_over_batch_size``); the upstream gradient of sample ``i``
-    is ``((1/B) * sw_i) / k`` (the ``/k`` from the mean over outputs, when k > 1), as the graph's.
+    ``u`` holds logits for the cross-entropies (recovered from a sigmoid/softmax output, or
+    ``from_logits=True``) and the outputs for the squared error. The batch loss is
+    ``sum(vals*sw)/B`` (``sum_over_batch_size``); the upstream gradient of sample ``i`` is
+    ``((1/B) * sw_i) / k`` (the ``/k`` from the mean over outputs, when k > 1), as the graph's.
     """
-    kk, bc = ut.shape
     one = np.float32(1.0)
     zero = np.float32(0.0)
     two = np.float32(2.0)
     nb = np.float32(bc)
     kf = np.float32(kk)
     inv_n = one / nb
-    ybf = yb.reshape(yb.size)
     if loss_kind == LOSS_BCE:
         for b in range(bc):
-            gi = inv_n * sw[b] if has_sw else inv_n
+            gi = inv_n * ws[_u(sw_off + b)] if has_sw else inv_n
             if kk > 1:
                 gi = gi / kf
             for j in range(kk):
-                z = ut[j, b]
-                y = yb[b, j]
+                i = j * bc + b
+                z = ws[_u(u_off + i)]
+                y = ws[_u(yb_off + b * kk + j)]
                 e = np.exp(-abs(z))
-                row[j] = ((z if z > zero else zero) - z * y) + np.log1p(e)
+                ws[_u(row + j)] = ((z if z > zero else zero) - z * y) + np.log1p(e)
                 sig = one / (one + e) if z >= zero else e / (one + e)
-                gt[j, b] = gi * (sig - y)
+                ws[_u(g_off + i)] = gi * (sig - y)
                 if fused:
-                    ht[j, b] = sig
+                    ws[_u(h_off + i)] = sig
             if kk == 1:
-                vals[b] = row[0]
+                ws[_u(v_off + b)] = ws[_u(row)]
             else:
-                vals[b] = pairwise_sum(row, 0, kk) / kf
+                ws[_u(v_off + b)] = pairwise_sum(ws, row, kk) / kf
     elif loss_kind == LOSS_CCE or loss_kind == LOSS_SCCE:
         for b in range(bc):
-            shift = ut[0, b]
+            shift = ws[_u(u_off + b)]
             for j in range(1, kk):
-                if ut[j, b] > shift:
-                    shift = ut[j, b]
+                if ws[_u(u_off + j * bc + b)] > shift:
+                    shift = ws[_u(u_off + j * bc + b)]
             for j in range(kk):
-                row[j] = np.exp(ut[j, b] - shift)
-            total = pairwise_sum(row, 0, kk)
+                ws[_u(row + j)] = np.exp(ws[_u(u_off + j * bc + b)] - shift)
+            total = pairwise_sum(ws, row, kk)
             log_total = np.log(total)
-            gi = inv_n * sw[b] if has_sw else inv_n
+            gi = inv_n * ws[_u(sw_off + b)] if has_sw else inv_n
             if fused:
                 for j in range(kk):
-                    ht[j, b] = row[j] / total
+                    ws[_u(h_off + j * bc + b)] = ws[_u(row + j)] / total
             if loss_kind == LOSS_CCE:
-                # softmax into gt first (row is reused for the per-class terms)
+                # softmax into g first (row is reused for the per-class terms)
                 for j in range(kk):
-                    gt[j, b] = row[j] / total
+                    ws[_u(g_off + j * bc + b)] = ws[_u(row + j)] / total
                 for j in range(kk):
-                    row[j] = yb[b, j] * (log_total - (ut[j, b] - shift))
-                vals[b] = pairwise_sum(row, 0, kk)
-                total_y = pairwise_sum(ybf, b * kk, kk)
+                    ws[_u(row + j)] = ws[_u(yb_off + b * kk + j)] * (log_total - (ws[_u(u_off + j * bc + b)] - shift))
+                ws[_u(v_off + b)] = pairwise_sum(ws, row, kk)
+                total_y = pairwise_sum(ws, yb_off + b * kk, kk)
                 for j in range(kk):
-                    gt[j, b] = gi * (gt[j, b] * total_y - yb[b, j])
+                    i = g_off + j * bc + b
+                    ws[_u(i)] = gi * (ws[_u(i)] * total_y - ws[_u(yb_off + b * kk + j)])
             else:
                 label = labels[b]
-                vals[b] = log_total - (ut[label, b] - shift)
+                ws[_u(v_off + b)] = log_total - (ws[_u(u_off + label * bc + b)] - shift)
                 for j in range(kk):
-                    p = row[j] / total
+                    p = ws[_u(row + j)] / total
                     if j == label:
                         p = p - one
-                    gt[j, b] = gi * p
+                    ws[_u(g_off + j * bc + b)] = gi * p
     else:  # LOSS_MSE
         for b in range(bc):
             for j in range(kk):
-                d = yb[b, j] - ut[j, b]
-                row[j] = d * d
+                d = ws[_u(yb_off + b * kk + j)] - ws[_u(u_off + j * bc + b)]
+                ws[_u(row + j)] = d * d
             if kk == 1:
-                vals[b] = row[0]
+                ws[_u(v_off + b)] = ws[_u(row)]
             else:
-                vals[b] = pairwise_sum(row, 0, kk) / kf
-            gi = inv_n * sw[b] if has_sw else inv_n
+                ws[_u(v_off + b)] = pairwise_sum(ws, row, kk) / kf
+            gi = inv_n * ws[_u(sw_off + b)] if has_sw else inv_n
             if kk > 1:
                 gi = gi / kf
             for j in range(kk):
-                gt[j, b] = -((gi * two) * (yb[b, j] - ut[j, b]))
+                ws[_u(g_off + j * bc + b)] = -((gi * two) * (ws[_u(yb_off + b * kk + j)] - ws[_u(u_off + j * bc + b)]))
     if has_sw:
         for b in range(bc):
-            vals[b] = vals[b] * sw[b]
-    return pairwise_sum(vals, 0, bc) / nb
+            ws[_u(v_off + b)] = ws[_u(v_off + b)] * ws[_u(sw_off + b)]
+    return pairwise_sum(ws, v_off, bc) / nb
 
 
 @njit(**_JIT)
-def _argmax_column(mt, b):
-    """First index of the largest value of column ``b`` of a (k, B) array (np.argmax over classes)."""
-    kk = mt.shape[0]
+def _argmax_column(ws, off, kk, bc, b):
+    """First index of the largest value of column ``b`` of the (k, B) block at ``off`` (np.argmax over classes)."""
     best = 0
-    value = mt[0, b]
+    value = ws[_u(off + b)]
     for j in range(1, kk):
-        if mt[j, b] > value:
-            value = mt[j, b]
+        if ws[_u(off + j * bc + b)] > value:
+            value = ws[_u(off + j * bc + b)]
             best = j
     return best
 
 
 @njit(**_JIT)
-def _argmax_row(m, b):
-    kk = m.shape[1]
+def _argmax_row(ws, off, kk, b):
+    """First index of the largest value of row ``b`` of the (B, k) block at ``off``."""
     best = 0
-    value = m[b, 0]
+    value = ws[_u(off + b * kk)]
     for j in range(1, kk):
-        if m[b, j] > value:
-            value = m[b, j]
+        if ws[_u(off + b * kk + j)] > value:
+            value = ws[_u(off + b * kk + j)]
             best = j
     return best
 
 
-@njit(inline="always", **_JIT)
-def _metric_values(kind, threshold, ym, labels, ht, vals, row):
-    """Per-sample values of an accuracy metric into ``vals`` (pre-update predictions ``ht``, (k, B))."""
-    kk, bc = ht.shape
+@njit(**_JIT)
+def _metric_values(kind, threshold, ws, ym_off, labels, h_off, v_off, row, kk, bc):
+    """Per-sample values of an accuracy metric into ``vals`` (pre-update predictions ``h``, (k, B))."""
     one = np.float32(1.0)
     zero = np.float32(0.0)
     if kind == MET_BINARY:
         for b in range(bc):
             for j in range(kk):
-                predicted = one if ht[j, b] > threshold else zero
-                row[j] = one if ym[b, j] == predicted else zero
+                predicted = one if ws[_u(h_off + j * bc + b)] > threshold else zero
+                ws[_u(row + j)] = one if ws[_u(ym_off + b * kk + j)] == predicted else zero
             if kk == 1:
-                vals[b] = row[0]
+                ws[_u(v_off + b)] = ws[_u(row)]
             else:
-                vals[b] = pairwise_sum(row, 0, kk) / np.float32(kk)
+                ws[_u(v_off + b)] = pairwise_sum(ws, row, kk) / np.float32(kk)
     elif kind == MET_CATEGORICAL:
         for b in range(bc):
-            vals[b] = one if _argmax_row(ym, b) == _argmax_column(ht, b) else zero
+            ws[_u(v_off + b)] = one if _argmax_row(ws, ym_off, kk, b) == _argmax_column(ws, h_off, kk, bc, b) else zero
     else:
         for b in range(bc):
-            vals[b] = one if labels[b] == _argmax_column(ht, b) else zero
+            ws[_u(v_off + b)] = one if labels[b] == _argmax_column(ws, h_off, kk, bc, b) else zero
 
 
 # ---------------------------------------------------------------------------- optimizers
@@ -986,9 +1009,9 @@ def _update(opt_kind, hyper, flags, params, grads, s0, s1, s2, new_params, new_s
 
 
 # ---------------------------------------------------------------------------- dropout
-@njit(inline="always", **_JIT)
+@njit(**_JIT)
 def _dropout_forward(ws, dmeta, dscale, masks, d, bc, pos):
-    """Dropout layer ``d`` on epoch rows ``pos..pos+bc``: ``dst = src * factor`` ((width, B) buffers).
+    """Dropout layer ``d`` on epoch rows ``pos..pos+bc``: ``dst = src * factor`` ((width, B) blocks).
 
     The masks are stored sample-major (one row of ``width`` per epoch row), as they were drawn.
     """
@@ -1000,18 +1023,20 @@ def _dropout_forward(ws, dmeta, dscale, masks, d, bc, pos):
     zero = np.float32(0.0)
     for c in range(width):
         for b in range(bc):
-            ws[dst + c * bc + b] = ws[src + c * bc + b] * (scale if masks[base + b * width + c] else zero)
+            ws[_u(dst + c * bc + b)] = ws[_u(src + c * bc + b)] * (scale if masks[_u(base + b * width + c)] else zero)
 
 
-@njit(inline="always", **_JIT)
-def _dropout_backward(gt, dmeta, dscale, masks, d, bc, pos):
+@njit(**_JIT)
+def _dropout_backward(ws, g_off, dmeta, dscale, masks, d, bc, pos):
+    """The (width, B) gradient block at ``g_off`` times dropout layer ``d``'s factors."""
     width = dmeta[d, D_WIDTH]
     base = dmeta[d, D_MASK] + pos * width
     scale = dscale[d]
     zero = np.float32(0.0)
     for c in range(width):
         for b in range(bc):
-            gt[c, b] = gt[c, b] * (scale if masks[base + b * width + c] else zero)
+            i = g_off + c * bc + b
+            ws[_u(i)] = ws[_u(i)] * (scale if masks[_u(base + b * width + c)] else zero)
 
 
 # ---------------------------------------------------------------------------- the epoch
@@ -1036,7 +1061,8 @@ def train_epoch(
         ws / labels_ws: float32 and int64 workspaces.
         loss_kind, logits: the loss code, and whether it reads the last layer's pre-activation.
         mkinds, mthresh, mstate: metric codes, thresholds, and (total, count) float32 states.
-        opt_kind, hyper, flags, s0, s1, s2, iterations: the optimizer, its slots, its step count.
+        opt_kind, hyper, flags, s0, s1, s2, iterations: the optimizer, its slots (in
+            :data:`SLOT_ROLES` order), its step count.
         undo: float32 array of 4 x params.size: the second set of weights and slots a step writes
             (see the optimizers' section).
         tracker: the loss tracker's (total, count), float32, updated in place.
@@ -1063,12 +1089,16 @@ def train_epoch(
     nsteps = (n + batch_size - 1) // batch_size
     t_total = tracker[0]
     t_count = tracker[1]
-    row = ws[goff[G_R]:]
-    rows = np.empty(batch_size, np.int64)
+    row = goff[G_R]
+    xb = goff[G_XB]
+    yb = goff[G_YB]
+    ym = goff[G_YM]
+    sw = goff[G_SW]
+    vals = goff[G_V]
     # a first layer that multiplies through BLAS reads its batch sample-major, (B, d0) as BLAS's
     # transposed operand: gathering whole rows is several times faster than transposing them
     # (unless an input Dropout, which works feature-major, comes first)
-    x_rows = lmeta[0, L_BLAS] != 0 and lmeta[0, L_A] == goff[G_XB]
+    x_rows = lmeta[0, L_BLAS] != 0 and lmeta[0, L_A] == xb
     # the current weights and slots, and the arrays a step writes its new values into (the
     # caller's arrays and `undo`, taking turns: see the optimizers' section)
     n_par = params.size
@@ -1085,36 +1115,25 @@ def train_epoch(
         pos = step * batch_size
         bc = min(batch_size, n - pos)
         nb = np.float32(bc)
-        # ---- gather the batch: inputs feature-major (d0, B), targets sample-major (B, k)
+        # ---- gather the batch: inputs feature-major (d0, B) (or sample-major), targets sample-major (B, k)
         for b in range(bc):
-            rows[b] = order[pos + b] if shuffled else pos + b
-        xs = ws[goff[G_XB]: goff[G_XB] + bc * d0].reshape((bc, d0))
-        if x_rows:
-            for b in range(bc):
-                r = rows[b]
+            r = order[pos + b] if shuffled else pos + b
+            if x_rows:
                 for c in range(d0):
-                    xs[b, c] = x[r, c]
-        else:
-            xt = ws[goff[G_XB]: goff[G_XB] + d0 * bc].reshape((d0, bc))
-            for c in range(d0):
-                for b in range(bc):
-                    xt[c, b] = x[rows[b], c]
-        yb = ws[goff[G_YB]: goff[G_YB] + bc * kk].reshape((bc, kk))
-        ym = ws[goff[G_YM]: goff[G_YM] + bc * kk].reshape((bc, kk))
-        sw = ws[goff[G_SW]: goff[G_SW] + bc]
-        labels = labels_ws[:bc]
-        for b in range(bc):
-            r = rows[b]
+                    ws[_u(xb + b * d0 + c)] = x[r, c]
+            else:
+                for c in range(d0):
+                    ws[_u(xb + c * bc + b)] = x[r, c]
             if loss_kind == LOSS_SCCE:
-                labels[b] = labels_all[r]
+                labels_ws[b] = labels_all[r]
             else:
                 for j in range(kk):
-                    yb[b, j] = yb_all[r, j]
+                    ws[_u(yb + b * kk + j)] = yb_all[r, j]
                 if nm > 0:
                     for j in range(kk):
-                        ym[b, j] = ym_all[r, j]
+                        ws[_u(ym + b * kk + j)] = ym_all[r, j]
             if has_sw:
-                sw[b] = sw_all[r]
+                ws[_u(sw + b)] = sw_all[r]
         # ---- forward
         for d in range(nd):
             if dmeta[d, D_AFTER] == -1:
@@ -1122,29 +1141,19 @@ def train_epoch(
         for l in range(nl):
             kin = lmeta[l, L_IN]
             jout = lmeta[l, L_OUT]
-            woff = lmeta[l, L_WOFF]
-            boff = lmeta[l, L_BOFF]
-            w = cur_params[woff: woff + kin * jout].reshape((kin, jout))
-            bias = cur_params[boff: boff + jout] if boff >= 0 else cur_params[0:0]
-            zt = ws[lmeta[l, L_Z]: lmeta[l, L_Z] + jout * bc].reshape((jout, bc))
-            if l == 0 and x_rows:
-                _dense_forward(xs.T, w, bias, boff >= 0, zt, True)
-            else:
-                at = ws[lmeta[l, L_A]: lmeta[l, L_A] + kin * bc].reshape((kin, bc))
-                _dense_forward(at, w, bias, boff >= 0, zt, lmeta[l, L_BLAS] != 0)
+            _dense_forward(ws, lmeta[l, L_A], l == 0 and x_rows, cur_params, lmeta[l, L_WOFF], lmeta[l, L_BOFF],
+                           lmeta[l, L_Z], kin, jout, bc, lmeta[l, L_BLAS] != 0)
             if lmeta[l, L_H] != lmeta[l, L_Z] and not (fused and l == nl - 1):
-                ht = ws[lmeta[l, L_H]: lmeta[l, L_H] + jout * bc].reshape((jout, bc))
-                _activation_forward(zt, ht, lmeta[l, L_ACT], row)
+                _activation_forward(ws, lmeta[l, L_Z], lmeta[l, L_H], jout, bc, lmeta[l, L_ACT], row)
             for d in range(nd):
                 if dmeta[d, D_AFTER] == l:
                     _dropout_forward(ws, dmeta, dscale, masks, d, bc, pos)
         # ---- loss (+ penalties at the pre-update weights)
-        zl = ws[lmeta[nl - 1, L_Z]: lmeta[nl - 1, L_Z] + kk * bc].reshape((kk, bc))
-        hl = ws[lmeta[nl - 1, L_H]: lmeta[nl - 1, L_H] + kk * bc].reshape((kk, bc))
-        ut = zl if logits else hl
-        g1 = ws[goff[G_G1]: goff[G_G1] + kk * bc].reshape((kk, bc))
-        vals = ws[goff[G_V]: goff[G_V] + bc]
-        loss = _loss_forward_backward(ut, yb, labels, sw, has_sw, loss_kind, g1, vals, row, fused, hl)
+        zl = lmeta[nl - 1, L_Z]
+        hl = lmeta[nl - 1, L_H]
+        g1 = goff[G_G1]
+        loss = _loss_forward_backward(ws, zl if logits else hl, yb, labels_ws, sw, has_sw, loss_kind, g1, vals, row,
+                                      fused, hl, kk, bc)
         for l in range(nl):
             kl1 = lreg[l, R_KL1]
             kl2 = lreg[l, R_KL2]
@@ -1162,30 +1171,21 @@ def train_epoch(
             if swapped:
                 _copy_state(params, s0, s1, s2, cur_params, cur_s0, cur_s1, cur_s2)
             return step
-        # ---- backward
+        # ---- backward, each layer's update right after its gradient (into the new arrays)
         if not logits:
-            _activation_backward(g1, hl, last_act, row)
-        gcur_off = goff[G_G1]
-        gnext_off = goff[G_G2]
+            _activation_backward(ws, g1, hl, kk, bc, last_act, row)
+        gcur = g1
+        gnext = goff[G_G2]
         finite = True
         for l in range(nl - 1, -1, -1):
             kin = lmeta[l, L_IN]
             jout = lmeta[l, L_OUT]
             woff = lmeta[l, L_WOFF]
             boff = lmeta[l, L_BOFF]
-            gzt = ws[gcur_off: gcur_off + jout * bc].reshape((jout, bc))
             if l < nl - 1 and lmeta[l, L_H] != lmeta[l, L_Z]:
-                ht = ws[lmeta[l, L_H]: lmeta[l, L_H] + jout * bc].reshape((jout, bc))
-                _activation_backward(gzt, ht, lmeta[l, L_ACT], row)
-            w = cur_params[woff: woff + kin * jout].reshape((kin, jout))
-            gw = grads[woff: woff + kin * jout].reshape((kin, jout))
-            gb = grads[boff: boff + jout] if boff >= 0 else grads[0:0]
-            gat = ws[gnext_off: gnext_off + kin * bc].reshape((kin, bc))
-            if l == 0 and x_rows:
-                _dense_backward(xs.T, w, gzt, gw, gb, boff >= 0, gat, False, True)
-            else:
-                at = ws[lmeta[l, L_A]: lmeta[l, L_A] + kin * bc].reshape((kin, bc))
-                _dense_backward(at, w, gzt, gw, gb, boff >= 0, gat, l > 0, lmeta[l, L_BLAS] != 0)
+                _activation_backward(ws, gcur, lmeta[l, L_H], jout, bc, lmeta[l, L_ACT], row)
+            _dense_backward(ws, lmeta[l, L_A], l == 0 and x_rows, cur_params, grads, woff, boff, gcur, gnext,
+                            kin, jout, bc, l > 0, lmeta[l, L_BLAS] != 0)
             kl1 = lreg[l, R_KL1]
             kl2 = lreg[l, R_KL2]
             if kl1 != 0 or kl2 != 0:
@@ -1194,7 +1194,6 @@ def train_epoch(
             bl2 = lreg[l, R_BL2]
             if boff >= 0 and (bl1 != 0 or bl2 != 0):
                 _penalty_grad(cur_params, grads, boff, jout, bl1, bl2)
-            # ---- update this layer's weights (into the new arrays) while its gradient is in the cache
             if finite:
                 end = boff + jout if boff >= 0 else woff + kin * jout
                 finite = _update(opt_kind, hyper, flags, cur_params, grads, cur_s0, cur_s1, cur_s2,
@@ -1202,8 +1201,8 @@ def train_epoch(
             if l > 0:
                 for d in range(nd - 1, -1, -1):
                     if dmeta[d, D_AFTER] == l - 1:
-                        _dropout_backward(gat, dmeta, dscale, masks, d, bc, pos)
-                gcur_off, gnext_off = gnext_off, gcur_off
+                        _dropout_backward(ws, gnext, dmeta, dscale, masks, d, bc, pos)
+                gcur, gnext = gnext, gcur
         # ---- adopt the new weights and slots, unless one of them is not finite
         if not finite:
             status[0] = 2.0
@@ -1222,14 +1221,14 @@ def train_epoch(
         t_count = t_count + nb
         # ---- metrics, from the pre-update predictions (the backward pass leaves them in place)
         for mi in range(nm):
-            _metric_values(mkinds[mi], mthresh[mi], ym, labels, hl, vals, row)
+            _metric_values(mkinds[mi], mthresh[mi], ws, ym, labels_ws, hl, vals, row, kk, bc)
             if has_sw:
                 for b in range(bc):
-                    vals[b] = vals[b] * sw[b]
-                mstate[mi, 0] = mstate[mi, 0] + pairwise_sum(vals, 0, bc)
-                mstate[mi, 1] = mstate[mi, 1] + pairwise_sum(sw, 0, bc)
+                    ws[_u(vals + b)] = ws[_u(vals + b)] * ws[_u(sw + b)]
+                mstate[mi, 0] = mstate[mi, 0] + pairwise_sum(ws, vals, bc)
+                mstate[mi, 1] = mstate[mi, 1] + pairwise_sum(ws, sw, bc)
             else:
-                mstate[mi, 0] = mstate[mi, 0] + pairwise_sum(vals, 0, bc)
+                mstate[mi, 0] = mstate[mi, 0] + pairwise_sum(ws, vals, bc)
                 mstate[mi, 1] = mstate[mi, 1] + nb
     tracker[0] = t_total
     tracker[1] = t_count
