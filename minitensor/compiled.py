@@ -6,23 +6,37 @@ returns ``(plan, None)``, and every epoch then runs as ONE call of
 For anything else it returns ``(None, reason)`` and ``fit`` trains on the reference path,
 after a one-time ``UserWarning`` that names the reason.
 
-Supported (anything else falls back):
+Support is declared in :data:`SUPPORT`: each supported class with every key of its
+``get_config()`` and the rule for it (:data:`ANY` value, :func:`one_of` some values, or
+:data:`DEFAULT` only), and the methods a subclass must not override. :func:`check_supported`
+decides from that table and the objects' ``get_config()``: a class not listed, a config key not
+declared (added to a class later, or by a subclass), a value outside its rule, or a subclass
+overriding one of the methods falls back, naming it. A plain subclass that changes none of
+these is supported. In words, the table says (anything else falls back):
 
-* ``Sequential`` stacks of ``Dense`` layers (any depth and widths, with or without bias;
-  activations ``linear``/``relu``/``sigmoid``/``tanh``/``softmax``, or an ``Activation``
-  layer right after a linear ``Dense``) and ``Dropout`` layers (no ``noise_shape``) anywhere
-  before the output layer, on inputs of shape ``(samples, features)``; float32, all weights
-  trainable, no activity regularizer;
-* weight penalties ``L1``, ``L2``, ``L1L2`` on kernels and biases;
+* layers (of a ``Sequential`` model with inputs of shape ``(samples, features)``): ``Dense``
+  (any units, with or without bias, any initializers; activations ``linear``/``relu``/
+  ``sigmoid``/``tanh``/``softmax``; no activity regularizer), ``Activation`` (those
+  activations, right after a linear ``Dense``), ``Dropout`` (any rate and seed, no
+  ``noise_shape``; not after the output layer); float32, all weights trainable;
+* regularizers ``L1``, ``L2``, ``L1L2`` on kernels and biases;
 * losses ``BinaryCrossentropy``, ``CategoricalCrossentropy`` (both with label smoothing),
   ``SparseCategoricalCrossentropy`` (no ``ignore_class``) with a sigmoid/softmax output or
   ``from_logits=True`` (the logits formula, as the reference path uses), and
   ``MeanSquaredError``; reduction ``sum_over_batch_size``; sample and class weights;
-* metrics: none, or any of ``BinaryAccuracy`` (``'accuracy'`` with one output),
-  ``CategoricalAccuracy``, ``SparseCategoricalAccuracy`` (with the sparse loss);
+* metrics: the loss tracker (a ``Mean``) and none, or any of ``BinaryAccuracy`` (any
+  ``threshold``; ``'accuracy'`` with one output), ``CategoricalAccuracy``,
+  ``SparseCategoricalAccuracy`` (with the sparse loss); float32 state;
 * optimizers ``SGD`` (momentum, Nesterov), ``RMSprop`` (momentum, centered), ``Adam``
   (amsgrad), ``Adagrad``, with ``weight_decay`` and ``clipvalue`` (not ``clipnorm`` nor
   ``global_clipnorm``).
+
+What the plan reads and writes goes through the objects' public state interfaces (the model's
+``flat_parameters``/``flat_gradients``/``optimizer_variables``/``metrics``, each metric's
+``get_state``/``set_state``, the optimizer's ``slot_arrays``/``slot_initial_value``/
+``advance_iterations``, a Dropout layer's ``generator``), never their private attributes. Layers,
+loss and metrics are read once per ``fit``; the optimizer's config at every epoch (a callback may
+change the learning rate), and a change to a setting the kernels do not implement is an error.
 
 Semantics are the reference path's (``Sequential._train_epoch``): same batches, same dropout
 masks (drawn here, before the kernel, from each Dropout layer's generator in the reference
@@ -62,15 +76,18 @@ Example:
 
 from __future__ import annotations
 
-import importlib.util
+import inspect
 import math
 import warnings
 
 import numpy as np
 
-from . import fpenv, interrupts, kernel_cache
+from . import fpenv, interrupts, kernel_cache, kernels, layers, losses, metrics, optimizers, regularizers
 
-__all__ = ["build_plan", "CompiledPlan", "BLAS_MIN_MACS"]
+__all__ = [
+    "build_plan", "CompiledPlan", "BLAS_MIN_MACS", "SUPPORT", "check_supported", "Rule", "ANY", "DEFAULT", "one_of",
+    "ACTIVATIONS", "LAYERS", "REGULARIZERS", "LOSSES", "METRICS", "OPTIMIZERS", "SLOT_ROLES", "Supported",
+]
 
 #: A layer whose matrix products take at least this many multiply-adds per batch
 #: (batch * in * out), at a batch size of at least 2, goes through BLAS (``np.dot`` inside
@@ -84,56 +101,260 @@ BLAS_MIN_MACS = 2048
 #: Rows of dropout masks drawn per call of the generator (bounds the float64 temporary).
 _MASK_CHUNK = 1 << 20
 
-_ACTIVATION_CODES = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4}
+
+# ============================================================================ support table
+class Rule:
+    """What the compiled path accepts for one configuration key (see :data:`SUPPORT`).
+
+    Args:
+        text: the rule in words (used in the fallback warning and the docs).
+        allows: ``allows(value, default) -> bool``, ``default`` being the constructor's default.
+
+    Example:
+        >>> one_of("float32").allows("float64", None), DEFAULT.allows(None, None), ANY.allows(3, None)
+        (False, True, True)
+        >>> OPTIMIZERS[optimizers.Adam].keys["clipnorm"]
+        the default only
+    """
+
+    def __init__(self, text, allows):
+        self.text = text
+        self.allows = allows
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _same(a, b) -> bool:
+    """``a == b`` where ``True != 1`` and ``None`` only equals ``None``."""
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        return a is b
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
+def one_of(*values) -> Rule:
+    """A rule that accepts exactly ``values`` (compared without ``True == 1``).
+
+    Example:
+        >>> rule = one_of(True)
+        >>> rule, rule.allows(True, None), rule.allows(1, None)
+        (one of True, True, False)
+    """
+    return Rule("one of " + ", ".join(map(repr, values)), lambda value, default: any(_same(value, v) for v in values))
+
+
+#: Any value: the kernels implement every value the class accepts.
+ANY = Rule("any value", lambda value, default: True)
+#: Only the constructor's default value (the kernels do not implement the others).
+DEFAULT = Rule("the default only", lambda value, default: _same(value, default))
+#: ``None``, or a regularizer object that is itself checked against :data:`REGULARIZERS`.
+REGULARIZER = Rule("None or a regularizer listed in REGULARIZERS", lambda value, default: True)
+
+
+class Supported:
+    """One supported class: every key of its ``get_config()`` with its :class:`Rule`.
+
+    Args:
+        keys: ``{config key: Rule}``. A key the class does not put in its ``get_config()`` is
+            read from the attribute of that name (``SparseCategoricalCrossentropy.axis``, which
+            Keras does not save either).
+        methods: what the compiled path implements itself: a subclass that overrides one of
+            them (defines it in its own body) falls back.
+        code: the kernels' code for it (``None`` where the kernels need none).
+
+    Example:
+        >>> entry = OPTIMIZERS[optimizers.Adam]
+        >>> entry.keys["amsgrad"], "_update_step" in entry.methods, entry.code == kernels.OPT_ADAM
+        (any value, True, True)
+    """
+
+    def __init__(self, keys, methods, code=None):
+        self.keys = dict(keys)
+        self.methods = tuple(methods)
+        self.code = code
+
+
+_LAYER_KEYS = {"name": ANY, "trainable": ANY, "dtype": one_of("float32")}
+_DENSE_METHODS = ("__call__", "call", "build", "add_weight", "compute_output_shape", "regularization_losses")
+_LOSS_METHODS = ("__call__", "call", "_call_with_mask", "_fused_mean")
+_LOSS_KEYS = {"name": ANY, "reduction": one_of("sum_over_batch_size", "mean")}
+_CROSS_ENTROPY_KEYS = {**_LOSS_KEYS, "from_logits": ANY, "label_smoothing": ANY, "axis": one_of(-1, 1)}
+_METRIC_METHODS = ("update_state", "result", "reset_state", "get_state", "set_state", "_add_hits", "_add_weighted")
+_METRIC_KEYS = {"name": ANY, "dtype": one_of("float32")}
+_OPTIMIZER_METHODS = (
+    "_update_step", "apply_gradients", "apply", "_apply", "_step", "_flushed_step", "_clip_gradients",
+    "_slot_names", "_slot_initial_value", "build", "slot_names", "slot_initial_value", "slot_arrays",
+    "advance_iterations",
+)
+_OPTIMIZER_KEYS = {
+    "name": ANY, "learning_rate": ANY, "weight_decay": ANY, "clipvalue": ANY,
+    "clipnorm": DEFAULT, "global_clipnorm": DEFAULT,  # clipping by norm: not implemented
+}
+
+#: The activations the kernels implement (a ``Dense`` activation or an ``Activation`` layer).
+ACTIVATIONS = {
+    "linear": kernels.ACT_LINEAR, "relu": kernels.ACT_RELU, "sigmoid": kernels.ACT_SIGMOID,
+    "tanh": kernels.ACT_TANH, "softmax": kernels.ACT_SOFTMAX,
+}
+_ACTIVATION_CODES = ACTIVATIONS
+_ACTIVATION = one_of(*ACTIVATIONS)
+
+#: Layers (of a ``Sequential`` model; an ``Input`` is not a layer of it).
+LAYERS = {
+    layers.Dense: Supported(
+        {**_LAYER_KEYS, "trainable": one_of(True), "units": ANY, "activation": _ACTIVATION, "use_bias": ANY,
+         "kernel_initializer": ANY, "bias_initializer": ANY,  # initial values only: the weights are read
+         "kernel_regularizer": REGULARIZER, "bias_regularizer": REGULARIZER, "activity_regularizer": DEFAULT},
+        _DENSE_METHODS),
+    layers.Dropout: Supported({**_LAYER_KEYS, "rate": ANY, "noise_shape": DEFAULT, "seed": ANY}, ("__call__", "call")),
+    layers.Activation: Supported({**_LAYER_KEYS, "activation": _ACTIVATION}, ("__call__", "call")),
+}
+
+#: Weight penalties (on Dense kernels and biases).
+REGULARIZERS = {
+    regularizers.L1: Supported({"l1": ANY}, ("__call__",)),
+    regularizers.L2: Supported({"l2": ANY}, ("__call__",)),
+    regularizers.L1L2: Supported({"l1": ANY, "l2": ANY}, ("__call__",)),
+}
+
+#: Losses.
+LOSSES = {
+    losses.BinaryCrossentropy: Supported(_CROSS_ENTROPY_KEYS, _LOSS_METHODS, kernels.LOSS_BCE),
+    losses.CategoricalCrossentropy: Supported(_CROSS_ENTROPY_KEYS, _LOSS_METHODS, kernels.LOSS_CCE),
+    losses.SparseCategoricalCrossentropy: Supported(
+        {**_LOSS_KEYS, "from_logits": ANY, "ignore_class": DEFAULT, "axis": one_of(-1, 1)},
+        _LOSS_METHODS, kernels.LOSS_SCCE),
+    losses.MeanSquaredError: Supported(_LOSS_KEYS, _LOSS_METHODS, kernels.LOSS_MSE),
+}
+
+#: Metrics: the loss tracker (a ``Mean``) and the compiled metrics.
+METRICS = {
+    metrics.Mean: Supported(_METRIC_KEYS, _METRIC_METHODS),
+    metrics.BinaryAccuracy: Supported({**_METRIC_KEYS, "threshold": ANY}, _METRIC_METHODS, kernels.MET_BINARY),
+    metrics.CategoricalAccuracy: Supported(_METRIC_KEYS, _METRIC_METHODS, kernels.MET_CATEGORICAL),
+    metrics.SparseCategoricalAccuracy: Supported(_METRIC_KEYS, _METRIC_METHODS, kernels.MET_SPARSE),
+}
+
+#: Optimizers.
+OPTIMIZERS = {
+    optimizers.SGD: Supported({**_OPTIMIZER_KEYS, "momentum": ANY, "nesterov": ANY}, _OPTIMIZER_METHODS,
+                              kernels.OPT_SGD),
+    optimizers.RMSprop: Supported(
+        {**_OPTIMIZER_KEYS, "rho": ANY, "momentum": ANY, "epsilon": ANY, "centered": ANY},
+        _OPTIMIZER_METHODS, kernels.OPT_RMSPROP),
+    optimizers.Adam: Supported(
+        {**_OPTIMIZER_KEYS, "beta_1": ANY, "beta_2": ANY, "epsilon": ANY, "amsgrad": ANY},
+        _OPTIMIZER_METHODS, kernels.OPT_ADAM),
+    optimizers.Adagrad: Supported(
+        {**_OPTIMIZER_KEYS, "initial_accumulator_value": ANY, "epsilon": ANY}, _OPTIMIZER_METHODS, kernels.OPT_ADAGRAD),
+}
+
+#: Everything the compiled path supports, by kind. Support is decided from this table and the
+#: objects' ``get_config()`` (see :func:`check_supported`); a few combinations are decided by
+#: the analysis itself (documented in the module docstring).
+SUPPORT = {"layer": LAYERS, "regularizer": REGULARIZERS, "loss": LOSSES, "metric": METRICS, "optimizer": OPTIMIZERS}
+
+#: Per optimizer code, the slot names in the order of the kernel's slot arguments.
+SLOT_ROLES = kernels.SLOT_ROLES
+_KERNEL_SLOTS = 3  # slot arguments of the kernel
 
 
 class _Unsupported(Exception):
     """A model feature the compiled path does not implement (the message says which)."""
 
 
+def _default(cls, key):
+    """The default of ``cls``'s constructor argument ``key`` (``inspect.Parameter.empty`` if none)."""
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            parameter = inspect.signature(init).parameters.get(key)
+            if parameter is not None:
+                return parameter.default
+    return inspect.Parameter.empty
+
+
+def check_supported(obj, kind):
+    """``(supported class, its table entry, config)`` for ``obj``, or raise the reason it falls back.
+
+    ``obj``'s class (or the nearest class it derives from) must be in ``SUPPORT[kind]``; no
+    class between the two may define one of the entry's ``methods``; every key of
+    ``obj.get_config()`` must be in the entry, with a value its rule allows. A plain subclass
+    that overrides none of the methods and adds no configuration is supported.
+
+    Example:
+        >>> from minitensor import optimizers
+        >>> check_supported(optimizers.Adam(amsgrad=True), "optimizer")[2]["amsgrad"]
+        True
+        >>> try:
+        ...     check_supported(optimizers.Adam(clipnorm=1.0), "optimizer")
+        ... except Exception as reason:
+        ...     print(reason)
+        Adam(clipnorm=1.0) is not supported by the compiled path (the default only: None)
+    """
+    table = SUPPORT[kind]
+    cls = type(obj)
+    base = next((c for c in cls.__mro__ if c in table), None)
+    if base is None:
+        names = ", ".join(c.__name__ for c in table)
+        raise _Unsupported(f"the {kind} {cls.__name__} is not supported by the compiled path ({names} are)")
+    entry = table[base]
+    for klass in cls.__mro__[: cls.__mro__.index(base)]:
+        overridden = [m for m in entry.methods if m in vars(klass)]
+        if overridden:
+            raise _Unsupported(
+                f"the {kind} {cls.__name__} overrides {base.__name__}.{overridden[0]}, which the compiled path "
+                "implements itself"
+            )
+    try:
+        config = dict(obj.get_config())
+    except Exception as error:  # e.g. a custom activation cannot be serialized
+        raise _Unsupported(f"the {kind} {cls.__name__}'s configuration cannot be read ({error})") from None
+    for key, value in config.items():
+        rule = entry.keys.get(key)
+        if rule is None:
+            raise _Unsupported(
+                f"the {kind} {cls.__name__} has the configuration key {key!r} (= {value!r}), which the compiled "
+                "path does not implement"
+            )
+        default = _default(base, key)
+        if not rule.allows(value, default):
+            shown = f": {default!r}" if rule is DEFAULT else ""
+            raise _Unsupported(f"{cls.__name__}({key}={value!r}) is not supported by the compiled path ({rule}{shown})")
+    for key in entry.keys.keys() - config.keys():  # not saved in the config: read from the attribute
+        value = getattr(obj, key, None)
+        if not entry.keys[key].allows(value, _default(base, key)):
+            raise _Unsupported(f"{cls.__name__}({key}={value!r}) is not supported by the compiled path ({entry.keys[key]})")
+        config[key] = value
+    return base, entry, config
+
+
 def build_plan(model, callbacks=()):
     """Return ``(plan, None)`` for a model the kernels support, else ``(None, reason)``.
 
     Called by ``fit`` after it resolved the metrics and prepared the optimizer, with the
-    callbacks it was given. Building a plan imports Numba (compiling the kernels on the
-    first epoch, or loading them from the on-disk cache); nothing is changed on the model.
+    callbacks it was given. Nothing is changed on the model.
     """
     try:
         _check_callbacks(callbacks)
         spec = _analyse(model)
     except _Unsupported as reason:
         return None, str(reason)
-    if importlib.util.find_spec("numba") is None:
-        return None, "Numba is not installed"
     for message, category in spec["warnings"]:
         warnings.warn(message, category, stacklevel=4)
     return CompiledPlan(model, spec), None
 
 
 # ============================================================================ analysis
-def _activation_name(fn):
-    from . import activations
-
-    for name in _ACTIVATION_CODES:
-        if getattr(activations, name) is fn:
-            return name
-    return None
-
-
-def _regularizer_factors(reg, what):
+def _regularizer_factors(reg):
     """``(l1, l2)`` float32 factors of an L1/L2/L1L2 penalty (0 = absent)."""
-    from . import regularizers
-
     if reg is None:
         return np.float32(0), np.float32(0)
-    kind = type(reg)
-    if kind is regularizers.L1:
-        return np.float32(reg.l1), np.float32(0)
-    if kind is regularizers.L2:
-        return np.float32(0), np.float32(reg.l2)
-    if kind is regularizers.L1L2:
-        return np.float32(reg.l1), np.float32(reg.l2)
-    raise _Unsupported(f"the {what} {type(reg).__name__} is not supported by the compiled path (L1, L2, L1L2 are)")
+    _, _, config = check_supported(reg, "regularizer")
+    return np.float32(config.get("l1", 0)), np.float32(config.get("l2", 0))
 
 
 def _check_callbacks(callbacks) -> None:
@@ -154,103 +375,71 @@ def _check_callbacks(callbacks) -> None:
 
 
 def _analyse(model) -> dict:
-    from . import layers as layers_module
-    from . import losses, metrics, optimizers
-
-    if not model.built or model._input_shape is None or len(model._input_shape) != 2:
+    input_shape = model.input_shape
+    if not model.built or input_shape is None or len(input_shape) != 2:
         raise _Unsupported("the compiled path needs a built model with inputs of shape (samples, features)")
-    if model._flat_params.dtype != np.float32:
-        raise _Unsupported("the compiled path trains float32 models only")
     dense = []  # per Dense layer: dict
     dropouts = []  # per Dropout layer (rate > 0): dict(after=index of the Dense before it, -1: input)
     last = None  # "dense" or "dropout": what the previous layer was
-    for layer in model._layers:
-        kind = type(layer)
-        if kind is layers_module.Dense:
-            if layer.dtype != np.float32:
-                raise _Unsupported(f"layer {layer.name} is not float32")
-            if not layer.trainable or any(not w.requires_grad for w in layer.weights):
+    for layer in model.layers:
+        kind, _, config = check_supported(layer, "layer")
+        if kind is layers.Dense:
+            if any(not w.requires_grad for w in layer.weights):
                 raise _Unsupported(f"layer {layer.name} has non-trainable weights")
-            if layer.activity_regularizer is not None:
-                raise _Unsupported(f"layer {layer.name} has an activity regularizer")
-            name = _activation_name(layer.activation)
-            if name is None:
-                raise _Unsupported(
-                    f"layer {layer.name} has a custom activation (relu, sigmoid, tanh, softmax, linear are supported)"
-                )
-            kl1, kl2 = _regularizer_factors(layer.kernel_regularizer, "kernel regularizer")
-            bl1, bl2 = _regularizer_factors(layer.bias_regularizer if layer.use_bias else None, "bias regularizer")
+            kl1, kl2 = _regularizer_factors(layer.kernel_regularizer)
+            bl1, bl2 = _regularizer_factors(layer.bias_regularizer if config["use_bias"] else None)
             dense.append(
-                dict(layer=layer, act=name, units=layer.units, in_features=layer.kernel.shape[0],
-                     use_bias=layer.use_bias, reg=(kl1, kl2, bl1, bl2))
+                dict(layer=layer, act=config["activation"], units=config["units"], in_features=layer.kernel.shape[0],
+                     use_bias=config["use_bias"], reg=(kl1, kl2, bl1, bl2))
             )
             last = "dense"
-        elif kind is layers_module.Dropout:
-            if layer.noise_shape is not None:
-                raise _Unsupported(f"layer {layer.name} has a noise_shape")
-            if layer.rate > 0:  # rate 0 is the identity, and draws nothing
-                dropouts.append(dict(layer=layer, after=len(dense) - 1, rate=layer.rate))
+        elif kind is layers.Dropout:
+            if config["rate"] > 0:  # rate 0 is the identity, and draws nothing
+                dropouts.append(dict(layer=layer, after=len(dense) - 1, rate=config["rate"]))
                 last = "dropout"
-        elif kind is layers_module.Activation:
-            name = _activation_name(layer.activation)
-            if last != "dense" or dense[-1]["act"] != "linear" or name is None:
+        else:  # Activation
+            if last != "dense" or dense[-1]["act"] != "linear":
                 raise _Unsupported(
-                    f"layer {layer.name}: an Activation layer is supported only right after a linear Dense layer, "
-                    "with a built-in activation"
+                    f"layer {layer.name}: an Activation layer is supported only right after a linear Dense layer"
                 )
-            dense[-1]["act"] = name
-        else:
-            raise _Unsupported(f"layer {layer.name} ({kind.__name__}) is not supported by the compiled path")
+            dense[-1]["act"] = config["activation"]
     if not dense:
         raise _Unsupported("the model has no Dense layer")
+    if model.flat_parameters.dtype != np.float32:  # each layer is float32 (checked above): this is a guard
+        raise _Unsupported("the compiled path trains float32 models only")
     if dropouts and dropouts[-1]["after"] == len(dense) - 1:
         raise _Unsupported("a Dropout layer after the output layer is not supported by the compiled path")
 
     # ---- loss
     loss = model.loss
-    loss_type = type(loss)
-    k = dense[-1]["units"]
+    loss_type, loss_entry, loss_config = check_supported(loss, "loss")
+    loss_kind = loss_entry.code
+    outputs = dense[-1]["units"]
     last_act = dense[-1]["act"]
     warns = []
-    codes = {
-        losses.BinaryCrossentropy: 0,
-        losses.CategoricalCrossentropy: 1,
-        losses.SparseCategoricalCrossentropy: 2,
-        losses.MeanSquaredError: 3,
-    }
-    if loss_type not in codes:
-        raise _Unsupported(f"the loss {getattr(loss, 'name', loss)!r} is not supported by the compiled path")
-    loss_kind = codes[loss_type]
-    if loss.reduction not in ("sum_over_batch_size", "mean"):
-        raise _Unsupported(f"the loss reduction {loss.reduction!r} is not supported (sum_over_batch_size is)")
-    smoothing = 0.0
-    if loss_kind == 3:
+    smoothing = float(loss_config.get("label_smoothing", 0.0))
+    if loss_kind == kernels.LOSS_MSE:
         logits = False
     else:
-        if loss.axis not in (-1, 1):
-            raise _Unsupported("a cross-entropy over an axis other than the last is not supported")
-        if loss_kind == 2 and loss.ignore_class is not None:
-            raise _Unsupported("SparseCategoricalCrossentropy(ignore_class=...) is not supported by the compiled path")
-        if loss_kind != 2:
-            smoothing = float(loss.label_smoothing)
-        fn_name = ("binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy")[loss_kind]
-        activation_word = "Sigmoid" if loss_kind == 0 else "Softmax"
+        fn_name = {kernels.LOSS_BCE: "binary_crossentropy", kernels.LOSS_CCE: "categorical_crossentropy",
+                   kernels.LOSS_SCCE: "sparse_categorical_crossentropy"}[loss_kind]
+        activation_word = "Sigmoid" if loss_kind == kernels.LOSS_BCE else "Softmax"
         if last_act in ("sigmoid", "softmax"):
             logits = True  # Keras recovers the logits of a sigmoid/softmax output, whatever from_logits says
-            if loss.from_logits:
+            if loss_config["from_logits"]:
                 warns.append((
                     f"`{fn_name}` received `from_logits=True`, but the `output` argument was produced by a "
                     f"{activation_word} activation and thus does not represent logits. Was this intended?",
                     UserWarning,
                 ))
-        elif loss.from_logits:
+        elif loss_config["from_logits"]:
             logits = False  # the formula on the layer's output, which holds the logits
         else:
             raise _Unsupported(
                 f"{loss_type.__name__} on a {last_act} output uses the probability (clipping) form, "
                 "which the compiled path does not implement (use a sigmoid/softmax output or from_logits=True)"
             )
-        if loss_kind == 1 and k == 1:
+        if loss_kind == kernels.LOSS_CCE and outputs == 1:
             warns.append((
                 "In loss categorical_crossentropy, expected y_pred.shape to be (batch_size, num_classes) with "
                 f"num_classes > 1. Received: y_pred.shape={(None, 1)}. "
@@ -258,46 +447,80 @@ def _analyse(model) -> dict:
                 SyntaxWarning,
             ))
 
-    # ---- metrics
+    # ---- metrics: the loss tracker, then the compiled ones
+    tracker, *compiled_metrics = model.metrics
+    check_supported(tracker, "metric")
     metric_specs = []
-    for m in [model._loss_tracker, *(model._compiled_metrics or [])]:
-        if m._dtype != np.float32:
-            raise _Unsupported(f"metric {m.name} does not keep float32 state")
-    for m in model._compiled_metrics or []:
-        mtype = type(m)
-        if mtype is metrics.BinaryAccuracy and loss_kind != 2:
-            threshold = m._fn_kwargs.get("threshold", 0.5)
-            metric_specs.append((1, np.float32(threshold)))
-        elif mtype is metrics.CategoricalAccuracy and loss_kind != 2 and k > 1:
-            metric_specs.append((2, np.float32(0)))
-        elif mtype is metrics.SparseCategoricalAccuracy and loss_kind == 2:
-            metric_specs.append((3, np.float32(0)))
-        else:
+    sparse = loss_kind == kernels.LOSS_SCCE
+    for m in compiled_metrics:
+        mtype, entry, config = check_supported(m, "metric")
+        fits = {
+            metrics.BinaryAccuracy: not sparse, metrics.CategoricalAccuracy: not sparse and outputs > 1,
+            metrics.SparseCategoricalAccuracy: sparse,
+        }.get(mtype, False)
+        if not fits:
             raise _Unsupported(
-                f"the metric {m.name!r} ({mtype.__name__}) with this loss and output is not supported by the "
-                "compiled path (the accuracy metrics are)"
+                f"the metric {m.name!r} ({type(m).__name__}) with this loss and output is not supported by the "
+                "compiled path"
             )
+        metric_specs.append((entry.code, np.float32(config.get("threshold", 0))))
 
     # ---- optimizer
     opt = model.optimizer
-    codes = {optimizers.SGD: 0, optimizers.RMSprop: 1, optimizers.Adam: 2, optimizers.Adagrad: 3}
-    if type(opt) not in codes:
-        raise _Unsupported(f"the optimizer {type(opt).__name__} is not supported by the compiled path")
-    if opt.clipnorm is not None or opt.global_clipnorm is not None:
-        raise _Unsupported("clipnorm / global_clipnorm are not supported by the compiled path (clipvalue is)")
-    variables = getattr(model, "_optimizer_variables", None)
-    if not variables or len(variables) != 1 or variables[0] is not model._flat_variable:
+    opt_kind, opt_config = _check_optimizer(opt)
+    variables = model.optimizer_variables
+    if not variables or len(variables) != 1 or variables[0].data is not model.flat_parameters:
         raise _Unsupported("the optimizer does not update the model's flat parameter buffer")
     if opt.built:
         try:
-            opt._check_same_variables([model._flat_params])
+            opt.build(variables)  # built already: only checks that they are the variables it was built for
         except ValueError as error:
             raise _Unsupported(str(error)) from None
 
     return dict(
         dense=dense, dropouts=dropouts, loss_kind=loss_kind, logits=logits, smoothing=smoothing,
-        metrics=metric_specs, opt_kind=codes[type(opt)], warnings=warns,
+        metrics=metric_specs, opt_kind=opt_kind, opt_config=opt_config, warnings=warns,
     )
+
+
+def _check_optimizer(opt):
+    """``(kernel code, config)`` of a supported optimizer."""
+    _, entry, config = check_supported(opt, "optimizer")
+    return entry.code, config
+
+
+def _optimizer_settings(code, config, hyper, flags):
+    """Fill the kernel's ``hyper`` (float32) and ``flags`` (int64) from an optimizer's config."""
+    k, f32 = kernels, np.float32
+    hyper[:] = 0
+    flags[:] = 0
+    hyper[k.H_LR] = f32(config["learning_rate"])  # the float32 value, exactly
+    if config["weight_decay"] is not None:
+        flags[k.F_WD] = 1
+        hyper[k.H_WD] = f32(config["weight_decay"])
+    if config["clipvalue"] is not None:
+        flags[k.F_CLIP] = 1
+        hyper[k.H_CLIP] = f32(config["clipvalue"])
+    if code == k.OPT_SGD:
+        hyper[k.H_MOMENTUM] = f32(config["momentum"])
+        flags[k.F_MOMENTUM] = int(config["momentum"] != 0)
+        flags[k.F_NESTEROV] = int(config["nesterov"])
+    elif code == k.OPT_RMSPROP:
+        hyper[k.H_RHO] = f32(config["rho"])
+        hyper[k.H_ONE_MINUS_RHO] = f32(1 - config["rho"])
+        hyper[k.H_MOMENTUM] = f32(config["momentum"])
+        hyper[k.H_EPS] = f32(config["epsilon"])
+        flags[k.F_MOMENTUM] = int(config["momentum"] > 0)
+        flags[k.F_CENTERED] = int(config["centered"])
+    elif code == k.OPT_ADAM:
+        hyper[k.H_BETA_1] = f32(config["beta_1"])
+        hyper[k.H_BETA_2] = f32(config["beta_2"])
+        hyper[k.H_ONE_MINUS_BETA_1] = f32(1 - config["beta_1"])
+        hyper[k.H_ONE_MINUS_BETA_2] = f32(1 - config["beta_2"])
+        hyper[k.H_EPS] = f32(config["epsilon"])
+        flags[k.F_AMSGRAD] = int(config["amsgrad"])
+    else:  # Adagrad (its initial accumulator value is the slot's initial value)
+        hyper[k.H_EPS] = f32(config["epsilon"])
 
 
 # ============================================================================ the plan
@@ -332,11 +555,18 @@ class CompiledPlan:
     """
 
     def __init__(self, model, spec):
-        from . import kernels
-
         self._k = kernels
         self.model = model
         self.spec = spec
+        # what the epochs read and write, through the objects' state interfaces (constant during a fit)
+        self._params = model.flat_parameters
+        self._grads = model.flat_gradients
+        self._variables = model.optimizer_variables
+        self._tracker_metric, *self._metric_objects = model.metrics
+        #: ``(loss value, step, whether the update was the problem)`` of the step that stopped the
+        #: last epoch (when :meth:`train_epoch` returned False).
+        self.stopped_at = None
+        self._flush = fpenv.flush_subnormals()  # one instance, entered once per epoch
         dense = spec["dense"]
         self._nl = len(dense)
         self._dims = [dense[0]["in_features"]] + [d["units"] for d in dense]
@@ -351,7 +581,7 @@ class CompiledPlan:
                 boff = off
                 off += d["units"]
             offsets.append((woff, boff))
-        if off != model._flat_params.size:
+        if off != self._params.size:
             raise RuntimeError("internal error: the flat parameter layout is not the Dense layers'")  # pragma: no cover
         self._offsets = offsets
         self._lreg = np.array([d["reg"] for d in dense], dtype=np.float32).reshape(self._nl, 4)
@@ -367,9 +597,10 @@ class CompiledPlan:
         self._mstate = np.zeros((len(spec["metrics"]), 2), dtype=np.float32)
         self._tracker = np.zeros(2, dtype=np.float32)
         self._status = np.zeros(2, dtype=np.float64)
-        self._undo = np.zeros(4 * model._flat_params.size, dtype=np.float32)
+        self._undo = np.zeros(4 * self._params.size, dtype=np.float32)
         self._hyper = np.zeros(kernels.H_N, dtype=np.float32)
         self._flags = np.zeros(kernels.F_N, dtype=np.int64)
+        self._set_optimizer(model.optimizer, spec["opt_kind"], spec["opt_config"])
         self.blas_layers = []
         #: ``fit``'s verbosity: at 1 or 2 a first epoch that compiles the kernels says so (one line).
         self.verbose = 0
@@ -457,7 +688,7 @@ class CompiledPlan:
             return self._y_cache[1]
         spec = self.spec
         n, k = len(y), self._out
-        if spec["loss_kind"] == 2:
+        if spec["loss_kind"] == kernels.LOSS_SCCE:
             labels = _kernel_array(np.asarray(y).reshape(n), np.int64)
             prepared = (self._dummy_f2, self._dummy_f2, labels)
         else:
@@ -467,7 +698,7 @@ class CompiledPlan:
             ls = spec["smoothing"]
             yb = yf
             if ls:
-                if spec["loss_kind"] == 0:
+                if spec["loss_kind"] == kernels.LOSS_BCE:
                     yb = yf * np.float32(1.0 - ls) + np.float32(0.5 * ls)
                 else:
                     yb = yf * np.float32(1.0 - ls) + np.float32(ls) / np.float32(k)
@@ -490,82 +721,69 @@ class CompiledPlan:
         for w in widths:
             views.append(masks[off: off + n * w].reshape(n, w))
             off += n * w
-        rngs = [d["layer"]._rng for d in dropouts]
+        rngs = [d["layer"].generator for d in dropouts]
         if limit_steps is None and len({id(r) for r in rngs}) == len(rngs):
             # one generator per layer: its per-batch draws are one stream, drawn in large chunks
             for d, view, w in zip(dropouts, views, widths):
                 rows = max(1, _MASK_CHUNK // max(w, 1))
                 for r0 in range(0, n, rows):
                     r1 = min(n, r0 + rows)
-                    np.greater_equal(d["layer"]._rng.random((r1 - r0, w)), d["rate"], out=view[r0:r1])
+                    np.greater_equal(d["layer"].generator.random((r1 - r0, w)), d["rate"], out=view[r0:r1])
         else:
             steps = math.ceil(n / batch_size) if limit_steps is None else limit_steps
             for step in range(steps):
                 r0 = step * batch_size
                 r1 = min(n, r0 + batch_size)
                 for d, view, w in zip(dropouts, views, widths):
-                    np.greater_equal(d["layer"]._rng.random((r1 - r0, w)), d["rate"], out=view[r0:r1])
+                    np.greater_equal(d["layer"].generator.random((r1 - r0, w)), d["rate"], out=view[r0:r1])
         return masks
 
     # ------------------------------------------------------------------ optimizer
+    def _set_optimizer(self, opt, code, config):
+        """Take ``opt`` (supported, with kernel ``code`` and ``config``): fill the kernel's settings."""
+        _optimizer_settings(code, config, self._hyper, self._flags)
+        roles = tuple(SLOT_ROLES[code])
+        self._opt, self._opt_kind, self._opt_config = opt, code, config
+        self._roles = roles + (None,) * (_KERNEL_SLOTS - len(roles))
+
     def _optimizer_arrays(self):
-        """(opt_kind, hyper, flags, s0, s1, s2, slots-to-attach) from the optimizer's current settings."""
-        k = self._k
+        """(opt_kind, hyper, flags, s0, s1, s2, slots-to-attach) for this epoch.
+
+        The slots come in :data:`SLOT_ROLES` order: the optimizer's own arrays, updated in
+        place, or, while it is not built, new arrays at its initial values (``fresh``, attached
+        after the epoch). Its config is read every epoch (a callback may change the learning
+        rate, or swap the optimizer); a change the compiled path does not support is an error.
+        """
         opt = self.model.optimizer
-        kind = self.spec["opt_kind"]
-        f32 = np.float32
-        hyper = self._hyper
-        flags = self._flags
-        hyper[:] = 0
-        flags[:] = 0
-        hyper[k.H_LR] = opt._learning_rate
-        if opt.weight_decay is not None:
-            flags[k.F_WD] = 1
-            hyper[k.H_WD] = f32(opt.weight_decay)
-        if opt.clipvalue is not None:
-            flags[k.F_CLIP] = 1
-            hyper[k.H_CLIP] = f32(opt.clipvalue)
-        if kind == 0:
-            hyper[k.H_C1] = f32(opt.momentum)
-            flags[k.F_MOMENTUM] = int(opt.momentum != 0)
-            flags[k.F_NESTEROV] = int(opt.nesterov)
-            roles = ["momentum"] if opt.momentum != 0 else []
-        elif kind == 1:
-            hyper[k.H_C1] = f32(opt.rho)
-            hyper[k.H_C2] = f32(1 - opt.rho)
-            hyper[k.H_C3] = f32(opt.momentum)
-            hyper[k.H_EPS] = f32(opt.epsilon)
-            flags[k.F_MOMENTUM] = int(opt.momentum > 0)
-            flags[k.F_CENTERED] = int(opt.centered)
-            roles = ["velocity", "momentum" if opt.momentum > 0 else None,
-                     "average_gradient" if opt.centered else None]
-        elif kind == 2:
-            hyper[k.H_C1] = f32(opt.beta_1)
-            hyper[k.H_C2] = f32(opt.beta_2)
-            hyper[k.H_C3] = f32(1 - opt.beta_1)
-            hyper[k.H_C4] = f32(1 - opt.beta_2)
-            hyper[k.H_EPS] = f32(opt.epsilon)
-            flags[k.F_AMSGRAD] = int(opt.amsgrad)
-            roles = ["momentum", "velocity", "velocity_hat" if opt.amsgrad else None]
-        else:
-            hyper[k.H_EPS] = f32(opt.epsilon)
-            roles = ["accumulator"]
-        size = self.model._flat_params.size
+        config = opt.get_config()
+        if opt is not self._opt or config != self._opt_config:
+            if opt is not self._opt and opt.built:
+                opt.build(self._variables)  # as the reference path: an error if built for other variables
+            try:
+                code, config = _check_optimizer(opt)
+            except _Unsupported as reason:
+                raise RuntimeError(
+                    f"jit_compile=True: the optimizer changed during fit, to a setting the compiled path does not "
+                    f"support: {reason}. Compile with jit_compile=False to train with it."
+                ) from None
+            self._set_optimizer(opt, code, config)
+        used = opt.slot_names
         fresh = {}
         arrays = []
-        for role in roles + [None] * (3 - len(roles)):
-            if role is None:
+        for role in self._roles:
+            if role is None or role not in used:
                 arrays.append(self._dummy_f1)
             elif opt.built:
-                arrays.append(opt._slots[role][0])
+                arrays.append(opt.slot_arrays(role)[0])
             else:
-                fresh[role] = np.full(size, opt._slot_initial_value(role), dtype=np.float32)
+                fresh[role] = np.full(self._params.size, opt.slot_initial_value(role), dtype=np.float32)
                 arrays.append(fresh[role])
-        return kind, hyper, flags, arrays[0], arrays[1], arrays[2], fresh
+        return self._opt_kind, self._hyper, self._flags, arrays[0], arrays[1], arrays[2], fresh
 
     # ------------------------------------------------------------------ one epoch
     def train_epoch(self, x, y, sample_weight, order, batch_size) -> bool:
-        """Run one epoch in compiled code. Returns False when a non-finite loss or update stopped training.
+        """Run one epoch in compiled code. Returns False when a non-finite loss or update stopped training
+        (then :attr:`stopped_at` says where, and ``fit`` stops as the reference path does).
 
         The kernel runs without a pause for Python, so a Ctrl-C arrives when it returns; it is
         held back until the model, its metrics and optimizer reflect the steps taken, then raised.
@@ -592,55 +810,51 @@ class CompiledPlan:
         dmeta = layout["dmeta"]
         rng_states = None
         if dropouts:
-            rngs = {id(d["layer"]._rng): d["layer"]._rng for d in dropouts}
+            rngs = {id(d["layer"].generator): d["layer"].generator for d in dropouts}
             rng_states = [(rng, _rng_state(rng)) for rng in rngs.values()]
             dmeta = dmeta.copy()
             dmeta[:, k.D_MASK] *= n  # each layer's masks take n rows of its width
         masks = self._draw_masks(n, batch_size, layout)
         kind, hyper, flags, s0, s1, s2, fresh = self._optimizer_arrays()
-        tracker_metric = model._loss_tracker
+        tracker_metric = self._tracker_metric
         tracker = self._tracker
-        tracker[0] = tracker_metric.total
-        tracker[1] = tracker_metric.count
-        metric_objects = model._compiled_metrics or []
+        tracker[0], tracker[1] = tracker_metric.get_state()
+        metric_objects = self._metric_objects
         mkinds, mthresh, mstate = self._mkinds, self._mthresh, self._mstate
         for i, m in enumerate(metric_objects):
-            mstate[i, 0] = m.total
-            mstate[i, 1] = m.count
+            mstate[i, 0], mstate[i, 1] = m.get_state()
         status = self._status
         opt = model.optimizer
         # as TensorFlow's kernels: float32 results below 1.2e-38 are 0 (a model that fits its
         # data ever more closely drives softmax outputs and their gradients into that range,
         # where arithmetic is many times slower)
         with interrupts.deferred:
-            with fpenv.flush_subnormals(), kernel_cache.compiling_notice(k.train_epoch, self.verbose):
+            with self._flush, kernel_cache.compiling_notice(k.train_epoch, self.verbose):
                 steps = k.train_epoch(
                     x, yb, ym, labels, sw, has_sw, order_arr, shuffled, int(batch_size),
-                    model._flat_params, model._flat_grads, layout["lmeta"], self._lreg, dmeta, layout["dscale"],
+                    self._params, self._grads, layout["lmeta"], self._lreg, dmeta, layout["dscale"],
                     masks, layout["ws"], layout["labels_ws"], layout["goff"],
                     spec["loss_kind"], spec["logits"], mkinds, mthresh, mstate,
-                    kind, hyper, flags, s0, s1, s2, opt._iterations, self._undo,
+                    kind, hyper, flags, s0, s1, s2, opt.iterations, self._undo,
                     tracker, status,
                 )
             steps = int(steps)
             # ---- leave every object as the reference path would
-            tracker_metric.total = np.float32(tracker[0])
-            tracker_metric.count = np.float32(tracker[1])
-            for m, (total, count) in zip(metric_objects, mstate):
-                m.total = np.float32(total)
-                m.count = np.float32(count)
+            tracker_metric.set_state(tracker.tolist())  # Python floats: cheaper to unpack than an array
+            for m, state in zip(metric_objects, mstate.tolist()):
+                m.set_state(state)
             if steps:
                 if not opt.built:
-                    opt.build(model._optimizer_variables)
+                    opt.build(self._variables)
                     for role, array in fresh.items():
-                        opt._slots[role][0][...] = array
-                opt._iterations += steps
+                        opt.slot_arrays(role)[0][...] = array
+                opt.advance_iterations(steps)
         if status[0]:
             if rng_states is not None:
                 # the reference path drew masks up to the failing batch only: replay exactly that
                 for rng, state in rng_states:
                     _set_rng_state(rng, state)
                 self._draw_masks(n, batch_size, layout, limit_steps=steps + 1)
-            model._stop_on_non_finite_loss(float(status[1]), steps, update=status[0] == 2)
+            self.stopped_at = (float(status[1]), steps, bool(status[0] == 2))
             return False
         return True

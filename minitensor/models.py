@@ -188,6 +188,53 @@ class Sequential:
             shape = layer.compute_output_shape(shape)
         return shape
 
+    # Buffers and variables for code that trains the model's parameters directly (the compiled path).
+    @property
+    def flat_parameters(self) -> np.ndarray:
+        """The one buffer every weight of a built model is a view into (kernel, bias, ... layer by layer).
+
+        Writing into it changes the weights; a later :meth:`build` (``add``, ``pop``) makes a new one.
+
+        Example:
+            >>> from minitensor.layers import Dense, Input
+            >>> model = Sequential([Input(shape=(3,)), Dense(2)])
+            >>> model.flat_parameters.shape, model.flat_parameters.base is None
+            ((8,), True)
+        """
+        self._require_built("flat_parameters")
+        return self._flat_params
+
+    @property
+    def flat_gradients(self) -> np.ndarray:
+        """The buffer every weight's ``grad`` is a view into, laid out as :attr:`flat_parameters`.
+
+        Example:
+            >>> from minitensor.layers import Dense, Input
+            >>> model = Sequential([Input(shape=(3,)), Dense(2)])
+            >>> model.flat_gradients.shape == model.flat_parameters.shape
+            True
+        """
+        self._require_built("flat_gradients")
+        return self._flat_grads
+
+    @property
+    def optimizer_variables(self):
+        """The variables ``fit`` hands to the optimizer, or ``None`` before ``fit`` prepared it.
+
+        One Tensor over :attr:`flat_parameters` (the usual case), or one Tensor per trainable
+        weight (with ``clipnorm``, which clips each weight's gradient, or with frozen weights).
+
+        Example:
+            >>> from minitensor.layers import Dense, Input
+            >>> model = Sequential([Input(shape=(3,)), Dense(1)])
+            >>> model.compile(optimizer="sgd", loss="mse")
+            >>> _ = model.fit(np.zeros((4, 3), "float32"), np.zeros(4, "float32"), verbose=0)
+            >>> [v.data is model.flat_parameters for v in model.optimizer_variables]
+            [True]
+        """
+        variables = getattr(self, "_optimizer_variables", None)
+        return None if variables is None else list(variables)
+
     def build(self, input_shape) -> None:
         """Create every layer's weights for inputs of ``input_shape`` (e.g. ``(None, 64)``).
 
@@ -520,7 +567,9 @@ class Sequential:
                 # the whole epoch runs in compiled code: only a progress bar has batch hooks
                 # here (other callbacks with batch hooks make fit use the reference path)
                 finite = plan.train_epoch(x, y, weights, order, batch_size)
-                if finite and batch_logs:
+                if not finite:
+                    self._stop_on_non_finite_loss(*plan.stopped_at)
+                elif batch_logs:
                     cbs.on_train_batch_end(steps - 1, self._metric_logs())
             else:
                 finite = self._train_epoch(x, y, weights, order, batch_size, cbs if batch_logs else None)
