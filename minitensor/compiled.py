@@ -260,6 +260,8 @@ SUPPORT = {"layer": LAYERS, "regularizer": REGULARIZERS, "loss": LOSSES, "metric
 #: Per optimizer code, the slot names in the order of the kernel's slot arguments.
 SLOT_ROLES = kernels.SLOT_ROLES
 _KERNEL_SLOTS = 3  # slot arguments of the kernel
+# the kernel's ``status`` output: [what stopped the epoch, the loss then]; what stopped it is one of
+_STATUS_WHOLE_EPOCH, _STATUS_NON_FINITE_LOSS, _STATUS_NON_FINITE_UPDATE = 0, 1, 2
 
 
 class _Unsupported(Exception):
@@ -849,12 +851,12 @@ class CompiledPlan:
                     for role, array in fresh.items():
                         opt.slot_arrays(role)[0][...] = array
                 opt.advance_iterations(steps)
-        if status[0]:
+        if status[0] != _STATUS_WHOLE_EPOCH:
             if rng_states is not None:
                 # the reference path drew masks up to the failing batch only: replay exactly that
                 for rng, state in rng_states:
                     _set_rng_state(rng, state)
                 self._draw_masks(n, batch_size, layout, limit_steps=steps + 1)
-            self.stopped_at = (float(status[1]), steps, bool(status[0] == 2))
+            self.stopped_at = (float(status[1]), steps, bool(status[0] == _STATUS_NON_FINITE_UPDATE))
             return False
         return True

@@ -311,3 +311,19 @@ def test_loss_tracker_shortcut_adds_what_update_state_adds():
         fast._add_weighted(np.asarray(value), size)
         general.update_state(np.asarray(value), sample_weight=size)
         assert _state(fast) == _state(general)
+
+
+def test_mean_state_round_trips_in_the_state_dtype():
+    m = metrics.Mean(dtype="float64")
+    m.update_state([1.0, 2.0])
+    other = metrics.Mean(dtype="float64")
+    other.set_state(m.get_state())
+    assert other.result() == m.result() == 1.5
+    other.set_state([np.float32(1), 3])
+    assert type(other.total) is np.float64 and type(other.count) is np.float64 and other.result() == 1 / 3
+
+
+def test_binary_accuracy_threshold_is_the_one_it_uses():
+    m = metrics.BinaryAccuracy(threshold=0.7)
+    m.update_state(np.array([1.0, 1.0]), np.array([0.6, 0.8]))
+    assert m.threshold == m.get_config()["threshold"] == 0.7 and m.result() == 0.5

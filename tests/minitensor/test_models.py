@@ -629,3 +629,15 @@ def test_load_model_passes_compile_on(tmp_path, suffix):
     assert not bare.compiled and full.compiled
     for saved, loaded in zip(model.get_weights(), bare.get_weights()):
         np.testing.assert_array_equal(saved, loaded)
+
+
+def test_flat_buffers_hold_every_weight_and_gradient():
+    model = Sequential([Input(shape=(3,)), Dense(2), Dense(1, use_bias=False)])
+    flat, grads = model.flat_parameters, model.flat_gradients
+    assert flat.size == grads.size == model.count_params()
+    flat[:] = np.arange(flat.size)
+    assert np.array_equal(np.concatenate([w.ravel() for w in model.get_weights()]), np.arange(flat.size))
+    assert all(np.shares_memory(w.grad, grads) for w in model.weights)
+    assert model.optimizer_variables is None  # fit has not prepared an optimizer yet
+    with pytest.raises(ValueError, match="must be built"):
+        Sequential([Dense(2)]).flat_parameters

@@ -645,3 +645,25 @@ def test_a_subclass_with_the_older_update_signature_gets_whole_variables():
     w = Tensor(np.zeros(optimizers.BLOCK_SIZE + 5, dtype=np.float32))
     Plain(learning_rate=0.5).apply_gradients([(np.ones_like(w.data), w)])
     assert seen == [optimizers.BLOCK_SIZE + 5] and np.all(w.data == -0.5)
+
+
+# ---------------------------------------------------------------------------- state interface
+def test_slot_arrays_are_the_live_state_and_advance_iterations_counts_steps():
+    w = Tensor(np.zeros(3, dtype=np.float32))
+    opt = Adam(amsgrad=True)
+    with pytest.raises(ValueError, match=r"not built\). Received: name='momentum'"):
+        opt.slot_arrays("momentum")
+    opt.build([w])
+    assert opt.slot_names == ["momentum", "velocity", "velocity_hat"]
+    with pytest.raises(ValueError, match=r"Received: name='accumulator'"):
+        opt.slot_arrays("accumulator")
+    opt.slot_arrays("velocity")[0][...] = 2.0  # in place: the optimizer's own state
+    assert np.all(opt.get_state()[2] == 2.0)
+    opt.advance_iterations(4)
+    assert opt.iterations == 4 and int(opt.get_state()[0]) == 4
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match=r"Expected `steps` to be a non-negative integer"):
+            opt.advance_iterations(bad)
+    assert opt.iterations == 4
+    assert Adagrad(initial_accumulator_value=0.25).slot_initial_value("accumulator") == 0.25
+    assert SGD(momentum=0.5).slot_initial_value("momentum") == 0.0
