@@ -311,7 +311,7 @@ def pairwise_sum(a, start, n):
     """float32 sum of ``a[start:start+n]`` in NumPy's pairwise order (bit-identical to ``.sum()``)."""
     if n <= 128:
         return _block_sum(a, start, n)
-    return _pairwise_large(a, start, n, 0)
+    return _pairwise_large(a, start, n, np.int64(0))
 
 
 @njit(**_JIT)
@@ -567,11 +567,11 @@ def _penalty(params, off, n, l1, l2):
     """Keras's penalty ``l1*sum|w| (+) l2*sum(w*w)`` at the current weights (0 when both are 0)."""
     pen = np.float32(0.0)
     if l1 != 0:
-        pen = l1 * pairwise_sum_mode(params, off, n, 2)
+        pen = l1 * pairwise_sum_mode(params, off, n, np.int64(2))  # (np.int64: one compiled variant, not one per literal)
         if l2 != 0:
-            pen = pen + l2 * pairwise_sum_mode(params, off, n, 1)
+            pen = pen + l2 * pairwise_sum_mode(params, off, n, np.int64(1))
     elif l2 != 0:
-        pen = l2 * pairwise_sum_mode(params, off, n, 1)
+        pen = l2 * pairwise_sum_mode(params, off, n, np.int64(1))
     return pen
 
 
@@ -879,28 +879,28 @@ def _rmsprop_update(params, grads, velocity, momentum_slot, average_gradient,
                 new_params[u], new_velocity[u], new_momentum_slot[u], new_average_gradient[u] = _rmsprop_element(
                     _clipped(grads[u], has_clip, clipvalue), _decayed(params[u], has_wd, weight_decay, t_wd, lr, t_lr),
                     velocity[u], momentum_slot[u], average_gradient[u], lr, t_lr, rho, t_rho, one_minus_rho, t_omr,
-                    momentum, t_mom, epsilon, True, True)
+                    momentum, t_mom, epsilon, centered, has_momentum)
         elif centered:
             for i in range(start, stop):
                 u = np.uint64(i)
                 new_params[u], new_velocity[u], _, new_average_gradient[u] = _rmsprop_element(
                     _clipped(grads[u], has_clip, clipvalue), _decayed(params[u], has_wd, weight_decay, t_wd, lr, t_lr),
                     velocity[u], zero, average_gradient[u], lr, t_lr, rho, t_rho, one_minus_rho, t_omr,
-                    momentum, t_mom, epsilon, True, False)
+                    momentum, t_mom, epsilon, centered, has_momentum)
         elif has_momentum:
             for i in range(start, stop):
                 u = np.uint64(i)
                 new_params[u], new_velocity[u], new_momentum_slot[u], _ = _rmsprop_element(
                     _clipped(grads[u], has_clip, clipvalue), _decayed(params[u], has_wd, weight_decay, t_wd, lr, t_lr),
                     velocity[u], momentum_slot[u], zero, lr, t_lr, rho, t_rho, one_minus_rho, t_omr,
-                    momentum, t_mom, epsilon, False, True)
+                    momentum, t_mom, epsilon, centered, has_momentum)
         else:
             for i in range(start, stop):
                 u = np.uint64(i)
                 new_params[u], new_velocity[u], _, _ = _rmsprop_element(
                     _clipped(grads[u], has_clip, clipvalue), _decayed(params[u], has_wd, weight_decay, t_wd, lr, t_lr),
                     velocity[u], zero, zero, lr, t_lr, rho, t_rho, one_minus_rho, t_omr,
-                    momentum, t_mom, epsilon, False, False)
+                    momentum, t_mom, epsilon, centered, has_momentum)
         check += _non_finite_sum(new_params, start, stop) + _non_finite_sum(new_velocity, start, stop)
         if centered:
             check += _non_finite_sum(new_average_gradient, start, stop)
@@ -911,7 +911,11 @@ def _rmsprop_update(params, grads, velocity, momentum_slot, average_gradient,
 
 @njit(**_JIT)
 def _adam_element(g, w, m, v, vhat, alpha, t_alpha, one_minus_beta_1, t_b1, one_minus_beta_2, t_b2, epsilon, amsgrad):
-    """One element of ``Adam._update_step``: the new ``(w, m, v, vhat)`` (``vhat`` unchanged without amsgrad)."""
+    """One element of ``Adam._update_step``: the new ``(w, m, v, vhat)`` (``vhat`` unchanged without amsgrad).
+
+    (The options are passed as run-time bools, not constants: one compiled variant; the
+    branches only choose values, so the callers' loops still vectorise.)
+    """
     m = _ftz(m + _fz(g - m, t_b1) * one_minus_beta_1)  # m + (g - m)*(1 - beta_1)
     v = _ftz(v + _fz(_fz(g, T_SQ) * g - v, t_b2) * one_minus_beta_2)  # v + (g*g - v)*(1 - beta_2)
     if amsgrad:
@@ -946,14 +950,14 @@ def _adam_update(params, grads, m, v, vhat, new_params, new_m, new_v, new_vhat, 
                 u = np.uint64(i)
                 new_params[u], new_m[u], new_v[u], new_vhat[u] = _adam_element(
                     _clipped(grads[u], has_clip, clipvalue), _decayed(params[u], has_wd, weight_decay, t_wd, lr, t_lr),
-                    m[u], v[u], vhat[u], alpha, t_alpha, one_minus_beta_1, t_b1, one_minus_beta_2, t_b2, epsilon, True)
+                    m[u], v[u], vhat[u], alpha, t_alpha, one_minus_beta_1, t_b1, one_minus_beta_2, t_b2, epsilon, amsgrad)
             check += _non_finite_sum(new_vhat, start, stop)
         else:
             for i in range(start, stop):
                 u = np.uint64(i)
                 new_params[u], new_m[u], new_v[u], _ = _adam_element(
                     _clipped(grads[u], has_clip, clipvalue), _decayed(params[u], has_wd, weight_decay, t_wd, lr, t_lr),
-                    m[u], v[u], zero, alpha, t_alpha, one_minus_beta_1, t_b1, one_minus_beta_2, t_b2, epsilon, False)
+                    m[u], v[u], zero, alpha, t_alpha, one_minus_beta_1, t_b1, one_minus_beta_2, t_b2, epsilon, amsgrad)
         check += (_non_finite_sum(new_params, start, stop) + _non_finite_sum(new_m, start, stop)
                   + _non_finite_sum(new_v, start, stop))
     return check == 0
