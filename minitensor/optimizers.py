@@ -365,8 +365,13 @@ class Optimizer:
             slot: [np.full(w.shape, self._slot_initial_value(slot), dtype=w.dtype) for w in arrays]
             for slot in self._slot_names()
         }
-        self._scratch = [(np.empty_like(w), np.empty_like(w)) for w in arrays]
-        self._parts = [_blocks(w) for w in arrays]
+        # a long vector is updated a block at a time (see BLOCK_SIZE); its first scratch array,
+        # a temporary of one block, is then one block long, so that it stays in the cache
+        self._parts = [_blocks(w) if _updates_blockwise(type(self)) else None for w in arrays]
+        self._scratch = [
+            (np.empty_like(w) if parts is None else np.empty(BLOCK_SIZE, w.dtype), np.empty_like(w))
+            for w, parts in zip(arrays, self._parts)
+        ]
         self._clipped = None
         self._new_slots = {}  # slot name -> per position, the array a step writes the new values into
         self._decay_buffers = [None] * len(arrays)
@@ -531,7 +536,6 @@ class Optimizer:
         self._written.clear()
         self._guarding = guard
         lr32 = self._learning_rate
-        blockwise = _updates_blockwise(type(self))
         for i in range(n):
             g, w = grads[i], arrays[i]
             if g is None:
@@ -545,14 +549,13 @@ class Optimizer:
                     return None
                 self._change_weights(w, decay, subtract=True)
             lr = lr32 if w.dtype == _FLOAT32 else w.dtype.type(lr32)
-            parts = self._parts[i] if blockwise else None
-            for part in parts or (None,):  # a long vector, a block at a time: its temporaries stay in the cache
+            for part in self._parts[i] or (None,):  # a long vector, a block at a time: its temporaries stay in the cache
                 checked = len(changes)
                 if part is None:
                     self._update_step(i, g, w, lr)
                 else:
                     self._update_step(i, g[part], w[part], lr, part)
-                if guard and not self._finite_block(i, part, changes[checked:]):
+                if guard and not self._finite_block(i, part, checked):
                     return None
         for w, delta, subtract in changes:  # the commit: nothing can fail from here on
             if subtract:
@@ -576,8 +579,8 @@ class Optimizer:
         """The rule's weight change ``w - delta`` (or ``w + delta``).
 
         Unguarded, it is applied at once (``w`` is in the cache); a guarded step applies it
-        when it commits, so ``delta`` must stay as it is until then (a scratch or new-slot
-        array of this variable or block).
+        when it commits, so ``delta`` must stay as it is until then: the second array of
+        :meth:`_scratch_for`, or a new-slot array, of this variable or block.
         """
         if self._guarding:
             self._changes.append((w, delta, subtract))
@@ -604,13 +607,16 @@ class Optimizer:
             buffers[index] = np.empty(shape, dtype)
         return buffers[index]
 
-    def _finite_block(self, index, part, changes) -> bool:
-        """Whether variable ``index``'s new slot values and weight ``changes`` (its block ``part``) stay finite."""
+    def _finite_block(self, index, part, checked) -> bool:
+        """Whether variable ``index``'s new slot values (its block ``part``) and the step's weight
+        changes from the ``checked``-th on stay finite."""
         for role in self._written:
-            if not _is_finite(self._new_slot(role, index, part)):
+            new = self._new_slots[role][index]
+            if not _is_finite(new if part is None else new[part]):
                 return False
-        for w, delta, subtract in changes:
-            if not _change_stays_finite(w, delta, subtract):
+        changes = self._changes
+        for k in range(checked, len(changes)):
+            if not _change_stays_finite(*changes[k]):
                 return False
         return True
 
@@ -636,16 +642,15 @@ class Optimizer:
                 g, w = grads[i], arrays[i]
                 if g is not None:
                     cast = w.dtype.type
-                    scratch = self._scratch[i][0]
+                    scratch = self._scratch[i][1]
                     np.multiply(w, cast(self.weight_decay), out=scratch)  # Keras: w - w*wd*lr
                     scratch *= cast(lr32)
                     w -= scratch
-        blockwise = _updates_blockwise(type(self))
         for i in range(n):
             g, w = grads[i], arrays[i]
             if g is not None:
                 lr = lr32 if w.dtype == _FLOAT32 else w.dtype.type(lr32)
-                parts = self._parts[i] if blockwise else None
+                parts = self._parts[i]
                 if parts is None:
                     self._update_step(i, g, w, lr)
                 else:
@@ -677,9 +682,14 @@ class Optimizer:
         return array if part is None else array[part]
 
     def _scratch_for(self, index: int, part):
-        """The two scratch arrays of variable ``index`` (or their block ``part``)."""
+        """The two scratch arrays of variable ``index`` (or their block ``part``).
+
+        The first is a temporary of this variable or block only (for a block, one array
+        reused by every block); the second keeps its values until the step commits, so a
+        rule writes its weight change there (see :meth:`_change_weights`).
+        """
         s1, s2 = self._scratch[index]
-        return (s1, s2) if part is None else (s1[part], s2[part])
+        return (s1, s2) if part is None else (s1[: part.stop - part.start], s2[part])
 
     @staticmethod
     def _gradient_array(g, w, index):
@@ -960,10 +970,11 @@ class SGD(Optimizer):
     def _update_step(self, index, g, w, lr, part=None):
         # the compiled path's copy, element by element: minitensor/kernels.py, _sgd_update
         s1, s2 = self._scratch_for(index, part)
-        np.multiply(g, lr, out=s1)  # g*lr
         if self.momentum == 0:
-            self._change_weights(w, s1, subtract=True)  # w - g*lr
+            np.multiply(g, lr, out=s2)
+            self._change_weights(w, s2, subtract=True)  # w - g*lr
             return
+        np.multiply(g, lr, out=s1)  # g*lr
         (momentum,) = self._cast_constants(w.dtype, (self.momentum,))
         m = self._new_slot("momentum", index, part)
         np.multiply(self._slot("momentum", index, part), momentum, out=m)
@@ -1340,7 +1351,7 @@ def _blocks(w: np.ndarray):
     """The block slices of a long 1-D variable, or None for any other."""
     if w.ndim != 1 or w.size <= BLOCK_SIZE:
         return None
-    return [slice(start, start + BLOCK_SIZE) for start in range(0, w.size, BLOCK_SIZE)]
+    return [slice(start, min(start + BLOCK_SIZE, w.size)) for start in range(0, w.size, BLOCK_SIZE)]
 
 
 _BLOCKWISE = {}
