@@ -177,6 +177,33 @@ def _borrowed(typingctx, array):
     return array(array), codegen
 
 
+@intrinsic
+def _matrix(typingctx, flat, offset, rows, cols):
+    """The (rows, cols) C-contiguous matrix at ``flat[offset:]``, borrowed (no reference count).
+
+    What ``flat[offset: offset + rows*cols].reshape((rows, cols))`` gives, without the slice
+    and the reshape call (made for every BLAS operand of every step).
+    """
+    if not (isinstance(flat, types.Array) and flat.ndim == 1 and flat.layout == "C"):
+        return None
+    matrix = types.Array(flat.dtype, 2, "C")
+
+    def codegen(context, builder, signature, args):
+        from numba.np.arrayobj import populate_array
+
+        src = context.make_array(flat)(context, builder, value=args[0])
+        intp = context.get_value_type(types.intp)
+        off, nrows, ncols = (context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], signature.args[1:]))
+        itemsize = intp(context.get_abi_sizeof(context.get_data_type(flat.dtype)))
+        dst = context.make_array(matrix)(context, builder)
+        populate_array(dst, data=builder.gep(src.data, [off]), shape=cgutils.pack_array(builder, [nrows, ncols]),
+                       strides=cgutils.pack_array(builder, [builder.mul(ncols, itemsize), itemsize]),
+                       itemsize=itemsize, meminfo=None)
+        return dst._getvalue()
+
+    return matrix(flat, offset, rows, cols), codegen
+
+
 @njit(**_JIT)
 def _threshold(b):
     """The float32 ``t`` such that ``|a| < t`` exactly when ``a*b`` would be subnormal (within an ulp).
@@ -404,12 +431,12 @@ def _dense_forward(ws, a_off, a_rows, params, woff, boff, z_off, kk, jj, bc, bla
     adds the bias, as the reference's ``x @ kernel + bias`` up to BLAS's summation order.
     """
     if blas:
-        w = params[woff: woff + kk * jj].reshape((kk, jj))
-        zt = ws[z_off: z_off + jj * bc].reshape((jj, bc))
+        w = _matrix(params, woff, kk, jj)
+        zt = _matrix(ws, z_off, jj, bc)
         if a_rows:
-            _gemm(w.T, ws[a_off: a_off + bc * kk].reshape((bc, kk)).T, zt)
+            _gemm(w.T, _matrix(ws, a_off, bc, kk).T, zt)
         else:
-            _gemm(w.T, ws[a_off: a_off + kk * bc].reshape((kk, bc)), zt)
+            _gemm(w.T, _matrix(ws, a_off, kk, bc), zt)
     elif bc == 1:
         # a matrix-vector product: z (J, 1) is contiguous over j
         for j in range(jj):
@@ -522,12 +549,12 @@ def _dense_backward(ws, a_off, a_rows, params, grads, woff, boff, gz_off, ga_off
     """From gz = dL/dz (J, B) at ``ws[gz_off]``: gw = a.T @ gz (K, J), gb = sums of gz over the batch,
     and (``need_ga``) ga = (gz @ w.T).T (K, B) at ``ws[ga_off]``."""
     if blas:
-        gzt = ws[gz_off: gz_off + jj * bc].reshape((jj, bc))
-        gw = grads[woff: woff + kk * jj].reshape((kk, jj))
+        gzt = _matrix(ws, gz_off, jj, bc)
+        gw = _matrix(grads, woff, kk, jj)
         if a_rows:
-            _gemm(ws[a_off: a_off + bc * kk].reshape((bc, kk)).T, gzt.T, gw)
+            _gemm(_matrix(ws, a_off, bc, kk).T, gzt.T, gw)
         else:
-            _gemm(ws[a_off: a_off + kk * bc].reshape((kk, bc)), gzt.T, gw)
+            _gemm(_matrix(ws, a_off, kk, bc), gzt.T, gw)
     elif bc == 1:
         for k in range(kk):
             av = ws[_u(a_off + k)]
@@ -551,8 +578,7 @@ def _dense_backward(ws, a_off, a_rows, params, grads, woff, boff, gz_off, ga_off
                     grads[_u(boff + j)] += ws[_u(gz_off + j * bc + b)]
     if need_ga:
         if blas:
-            _gemm(params[woff: woff + kk * jj].reshape((kk, jj)), ws[gz_off: gz_off + jj * bc].reshape((jj, bc)),
-                  ws[ga_off: ga_off + kk * bc].reshape((kk, bc)))
+            _gemm(_matrix(params, woff, kk, jj), _matrix(ws, gz_off, jj, bc), _matrix(ws, ga_off, kk, bc))
         elif bc == 1:
             for k in range(kk):
                 ws[_u(ga_off + k)] = _dot_rows(params, woff + k * jj, ws, gz_off, jj)
