@@ -22,6 +22,7 @@ import numba  # noqa: F401  (a hard dependency: a broken install must fail here,
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
+from sklearn.datasets import load_digits
 
 import minitensor as mt
 from minitensor import optimizers, regularizers
@@ -630,3 +631,27 @@ def test_a_second_process_loads_the_kernels_from_the_disk_cache():
     """)
     hits, misses = map(int, out.split())
     assert hits >= 1 and misses == 0
+
+
+def test_an_update_refused_after_an_odd_number_of_steps_keeps_those_steps():
+    """The kernel writes each step into its second set of weights and slots; after one applied step the
+    current set is that second one, and a refused second step must still leave the first step's state."""
+    def make():
+        mt.set_random_seed(5)
+        model = Sequential([Input(shape=(64,))] + [Dense(u, activation="relu") for u in (300, 200, 80, 4)]
+                           + [Dense(1, activation="sigmoid")])
+        model.compile(optimizer=optimizers.Adam(1e4), loss="binary_crossentropy", jit_compile=True)
+        return model
+
+    digits = load_digits()
+    x, y = digits.data[:256].astype(np.float32), (digits.target[:256] % 2).astype(np.float32)
+    model = make()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, epochs=1, batch_size=32, shuffle=False, verbose=0)
+    assert any("would have made" in str(w.message) for w in caught)
+    assert model.optimizer.iterations == 1
+    replay = make()  # the one applied step, and nothing else
+    replay.fit(x[:32], y[:32], epochs=1, batch_size=32, shuffle=False, verbose=0)
+    for a, b in zip(model.get_weights() + model.optimizer.get_state(), replay.get_weights() + replay.optimizer.get_state()):
+        np.testing.assert_array_equal(a, b)
