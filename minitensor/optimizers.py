@@ -308,7 +308,8 @@ class Optimizer:
         self._new_slots: dict = {}
         self._decay_buffers: list = []
         self._changes: list = []  # (weights, delta, subtract) of the step being computed
-        self._written: set = set()  # the slots its rule wrote new values for
+        self._written: dict = {}  # (slot, position) of each new slot array its rule wrote (a dict: in order, once)
+        self._fresh: list = []  # the new slot arrays (or blocks) its rule wrote, in order
         self._guarding = False
 
     # ------------------------------------------------------------------ properties
@@ -531,8 +532,9 @@ class Optimizer:
         n = len(grads)
         if self.clipnorm is not None or self.clipvalue is not None or self.global_clipnorm is not None:
             grads = self._clip_gradients(grads)
-        changes = self._changes
+        changes, fresh = self._changes, self._fresh
         changes.clear()
+        fresh.clear()
         self._written.clear()
         self._guarding = guard
         lr32 = self._learning_rate
@@ -550,12 +552,14 @@ class Optimizer:
                 self._change_weights(w, decay, subtract=True)
             lr = lr32 if w.dtype == _FLOAT32 else w.dtype.type(lr32)
             for part in self._parts[i] or (None,):  # a long vector, a block at a time: its temporaries stay in the cache
-                checked = len(changes)
+                if guard:
+                    checked = len(changes)
+                    fresh.clear()
                 if part is None:
                     self._update_step(i, g, w, lr)
                 else:
                     self._update_step(i, g[part], w[part], lr, part)
-                if guard and not self._finite_block(i, part, checked):
+                if guard and not _stays_finite(fresh, changes[checked:]):
                     return None
         for w, delta, subtract in changes:  # the commit: nothing can fail from here on
             if subtract:
@@ -563,11 +567,9 @@ class Optimizer:
             else:
                 w += delta
         changes.clear()
-        for role in self._written:
+        for role, i in self._written:
             current, new = self._slots[role], self._new_slots[role]
-            for i in range(n):
-                if grads[i] is not None:
-                    current[i], new[i] = new[i], current[i]
+            current[i], new[i] = new[i], current[i]
         self._iterations += 1
         return self._iterations
 
@@ -591,14 +593,16 @@ class Optimizer:
 
     def _new_slot(self, role: str, index: int, part):
         """The array the rule writes slot ``role``'s new values into (or its block ``part``)."""
-        self._written.add(role)
+        self._written[role, index] = None
         spare = self._new_slots.get(role)
         if spare is None:
             spare = self._new_slots[role] = [None] * len(self._shapes)
         if spare[index] is None:
             shape, dtype = self._shapes[index]
             spare[index] = np.empty(shape, dtype)
-        return spare[index] if part is None else spare[index][part]
+        new = spare[index] if part is None else spare[index][part]
+        self._fresh.append(new)
+        return new
 
     def _decay_buffer(self, index):
         buffers = self._decay_buffers
@@ -606,19 +610,6 @@ class Optimizer:
             shape, dtype = self._shapes[index]
             buffers[index] = np.empty(shape, dtype)
         return buffers[index]
-
-    def _finite_block(self, index, part, checked) -> bool:
-        """Whether variable ``index``'s new slot values (its block ``part``) and the step's weight
-        changes from the ``checked``-th on stay finite."""
-        for role in self._written:
-            new = self._new_slots[role][index]
-            if not _is_finite(new if part is None else new[part]):
-                return False
-        changes = self._changes
-        for k in range(checked, len(changes)):
-            if not _change_stays_finite(*changes[k]):
-                return False
-        return True
 
     # ------------------------------------------------------------------ rules that update in place
     def _in_place_step(self, grads, arrays, guard):
@@ -666,7 +657,7 @@ class Optimizer:
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_new_slots"] = {}  # spare arrays, refilled by each step: not worth pickling
-        state["_changes"], state["_written"] = [], set()
+        state["_changes"], state["_written"], state["_fresh"] = [], {}, []
         return state
 
     def _unbuild(self) -> None:
@@ -1314,6 +1305,20 @@ def _sum_of_squares_is_finite(array: np.ndarray) -> bool:
 def _is_finite(array: np.ndarray) -> bool:
     """Whether every value of ``array`` is finite (the exact test only where the fast one is unsure)."""
     return _sum_of_squares_is_finite(array) or bool(np.isfinite(array).all())
+
+
+def _stays_finite(new_slots, changes) -> bool:
+    """Whether the ``new_slots`` arrays are finite and each ``(w, delta, subtract)`` of ``changes``
+    leaves ``w`` finite: one sum of squares for all (see :func:`_sum_of_squares_is_finite`), the
+    exact tests only where it is not finite."""
+    squares = 0.0  # a Python float: each sum is finite, and adding them is cheaper than in NumPy scalars
+    for array in new_slots:
+        squares += float(array.dot(array) if array.ndim == 1 else np.vdot(array, array))
+    for _, delta, _ in changes:
+        squares += float(delta.dot(delta) if delta.ndim == 1 else np.vdot(delta, delta))
+    if math.isfinite(squares):
+        return True
+    return all(map(_is_finite, new_slots)) and all(_change_stays_finite(*change) for change in changes)
 
 
 def _change_stays_finite(w, delta, subtract) -> bool:
