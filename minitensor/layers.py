@@ -293,7 +293,7 @@ class Dense(Layer):
         fused = "relu" if activation is activations.relu else "tanh" if activation is activations.tanh else None
         if fused and _study.keep_pre_activations:
             fused = None
-        if isinstance(inputs, Tensor) and inputs.data.shape[-1:] == self.kernel.data.shape[:1]:
+        if isinstance(inputs, Tensor) and inputs.shape[-1:] == self.kernel.shape[:1]:
             # shapes checked: skip the ops' own checks, as this runs every training step
             if fused:
                 out = ops.Dense.apply(inputs, self.kernel, self.bias, activation=fused)
