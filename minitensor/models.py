@@ -632,32 +632,36 @@ class Sequential:
         checked = None  # the optimizer whose checked step lets the next ones skip the checks
         # each step computes as TensorFlow's kernels do, flushing float32 subnormals to zero
         # (a model fitting its data ever more closely drives softmax outputs, their gradients and
-        # Adam's moments there, where NumPy is many times slower); callbacks run outside
+        # Adam's moments there, where NumPy is many times slower); callbacks run outside: with
+        # per-batch callbacks each step is a block of its own, else the epoch is one block
         flush = fpenv.flush_subnormals()
-        for step, (xb, yb, wb) in enumerate(_batches(x, y, weights, order, batch_size)):
-            if cbs is not None:
-                cbs.on_train_batch_begin(step)
-            with flush:
-                grads.fill(0)
-                y_pred, activity = self._forward(Tensor._from_op(xb, None), True)
-                loss = self._total_loss(yb, y_pred, wb, activity)
-                value = float(loss.data)
-                finite = updated = math.isfinite(value)
-                if finite:
-                    loss.backward()
-                    with interrupts.deferred:
-                        updated, checked = self._apply_gradients(checked)
-                        if updated:
-                            tracker._add_weighted(loss.data, len(xb))
-                            for m in compiled:
-                                m.update_state(yb, y_pred.data, sample_weight=wb)
-            if not updated:
-                self._stop_on_non_finite_loss(value, step, update=finite)
-                return False
-            if cbs is not None:
-                cbs.on_train_batch_end(step, self._metric_logs())
-                if self.stop_training:  # as Keras: a callback may stop training mid-epoch
-                    break
+        no_block = contextlib.nullcontext()
+        epoch_block, step_block = (no_block, flush) if cbs is not None else (flush, no_block)
+        with epoch_block:
+            for step, (xb, yb, wb) in enumerate(_batches(x, y, weights, order, batch_size)):
+                if cbs is not None:
+                    cbs.on_train_batch_begin(step)
+                with step_block:
+                    grads.fill(0)
+                    y_pred, activity = self._forward(Tensor._from_op(xb, None), True)
+                    loss = self._total_loss(yb, y_pred, wb, activity)
+                    value = float(loss.data)
+                    finite = updated = math.isfinite(value)
+                    if finite:
+                        loss.backward()
+                        with interrupts.deferred:
+                            updated, checked = self._apply_gradients(checked)
+                            if updated:
+                                tracker._add_weighted(loss.data, len(xb))
+                                for m in compiled:
+                                    m.update_state(yb, y_pred.data, sample_weight=wb)
+                if not updated:
+                    self._stop_on_non_finite_loss(value, step, update=finite)
+                    return False
+                if cbs is not None:
+                    cbs.on_train_batch_end(step, self._metric_logs())
+                    if self.stop_training:  # as Keras: a callback may stop training mid-epoch
+                        break
         return True
 
     def _apply_gradients(self, checked):
