@@ -656,8 +656,7 @@ def _backpropagate(root: Tensor, grad: np.ndarray) -> None:
         if op._check_backward:  # an op from outside minitensor.ops (whose ops the tests check)
             parent_grads = _check_contract(op, parent_grads)
         for parent, parent_grad in zip(op.inputs, parent_grads):
-            watch = parent._watch
-            if watch and watch <= last:  # the latest op that saved it is in this graph: done, stop watching
+            if parent._watch <= last:  # the latest op that saved it is in this graph: done, stop watching
                 parent._watch = 0
             if parent_grad is None or not parent.requires_grad:
                 continue
