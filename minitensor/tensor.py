@@ -640,11 +640,11 @@ def _backpropagate(root: Tensor, grad: np.ndarray) -> None:
     Each tensor's gradient is the sum of its consumers' contributions, added in the
     order the consumers are visited; a leaf's sum is added to its ``.grad`` at the end.
     """
-    grads = {id(root): grad}
+    grads = {root: grad}  # keyed by the tensors themselves: a Tensor hashes and compares by identity
     leaves = []
     last = root._stamp  # its op was recorded after every op of its graph
     for node in _topological_order(root):
-        g = grads.pop(id(node), None)
+        g = grads.pop(node, None)
         if g is None:
             continue
         if node._hooks is not None:
@@ -660,17 +660,16 @@ def _backpropagate(root: Tensor, grad: np.ndarray) -> None:
                 parent._watch = 0
             if parent_grad is None or not parent.requires_grad:
                 continue
-            key = id(parent)
-            previous = grads.get(key)
+            previous = grads.get(parent)
             if previous is None:
-                grads[key] = parent_grad
+                grads[parent] = parent_grad
                 if parent._op is None:
                     leaves.append(parent)
             else:
                 # never add in place: an op may hand the same array to several inputs
-                grads[key] = previous + parent_grad
+                grads[parent] = previous + parent_grad
     for leaf in leaves:
-        g = grads[id(leaf)]
+        g = grads[leaf]
         if leaf._hooks is not None:
             g = leaf._hooks.run(leaf, g)
         current = leaf.grad
