@@ -400,7 +400,7 @@ def _fusable_logits(loss, fn, y_true, y_pred):
         return None
     if type(loss).call is not LossFunctionWrapper.call or type(loss)._call_with_mask is not Loss._call_with_mask:
         return None  # a subclass computes its own values
-    pred = y_pred.data
+    pred = y_pred._data
     if pred.ndim != 2 or pred.size == 0 or kwargs["axis"] not in (-1, 1) or y_true.dtype != pred.dtype:
         return None
     logits = y_pred._keras_logits
