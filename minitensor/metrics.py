@@ -335,15 +335,14 @@ class Mean(Metric):
         self.total = total
 
     def _add_weighted(self, value: np.ndarray, weight: int) -> None:
-        """``update_state(value, sample_weight=weight)`` for a 0-d array and an integer, unchecked.
+        """``update_state(value, sample_weight=weight)`` for a 0-d array and a Python integer, unchecked.
 
         The trainer's loss tracker calls it every step (a batch's mean loss, weighted by
-        the batch size); it adds exactly what :meth:`update_state` would.
+        the batch size, ``len`` of the batch); it adds exactly what :meth:`update_state` would.
         """
-        cast = self._dtype.type
-        # a state-dtype scalar times or plus a Python number is computed in the state dtype
-        value = value[()] if value.dtype == self._dtype else cast(value)
-        weight = int(weight)  # a Python number: a NumPy integer would promote float32 to float64
+        # a state-dtype scalar times or plus a Python integer is computed in the state dtype
+        # (a NumPy integer would promote float32 to float64)
+        value = value[()] if value.dtype == self._dtype else self._dtype.type(value)
         self.total = self.total + value * weight
         self.count = self.count + weight
 
@@ -506,8 +505,8 @@ class BinaryAccuracy(_BuiltinMetric):
             if y_true.shape != y_pred.shape and y_true.ndim == 1 and y_pred.shape == (*y_true.shape, 1):
                 y_true = y_true.reshape(y_pred.shape)
             if y_true.shape == y_pred.shape and (y_pred.ndim == 1 or (y_pred.ndim == 2 and y_pred.shape[1] == 1)):
-                hits = np.count_nonzero(y_true == (y_pred > self._threshold32()))
-                self._add_hits(hits, len(y_pred))
+                predicted = (y_pred > self._threshold32()).astype(y_true.dtype)  # as binary_accuracy
+                self._add_hits(np.count_nonzero(y_true == predicted), len(y_pred))
                 return
         super().update_state(y_true, y_pred, sample_weight=sample_weight)
 
