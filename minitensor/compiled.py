@@ -262,6 +262,11 @@ SLOT_ROLES = kernels.SLOT_ROLES
 _KERNEL_SLOTS = 3  # slot arguments of the kernel
 # the kernel's ``status`` output: [what stopped the epoch, the loss then]; what stopped it is one of
 _STATUS_WHOLE_EPOCH, _STATUS_NON_FINITE_LOSS, _STATUS_NON_FINITE_UPDATE = 0, 1, 2
+# positions in the kernel's argument list of the arguments that change between epochs
+_KERNEL_ARGUMENTS = list(inspect.signature(kernels.train_epoch.py_func).parameters)
+_A_ORDER, _A_SHUFFLED, _A_ROWS, _A_MASKS, _A_OPT_KIND, _A_ITERATIONS = map(
+    _KERNEL_ARGUMENTS.index, ("order", "shuffled", "batch_size", "masks", "opt_kind", "iterations"))
+_A_SLOTS = tuple(map(_KERNEL_ARGUMENTS.index, ("s0", "s1", "s2")))
 
 
 class _Unsupported(Exception):
@@ -604,6 +609,7 @@ class CompiledPlan:
         self._flags = np.zeros(kernels.F_N, dtype=np.int64)
         self._set_optimizer(model.optimizer, spec["opt_kind"], spec["opt_config"])
         self.blas_layers = []
+        self._bound = None  # (x, y, sample weights, batch size, reusable, kernel arguments, layout): see _bind
         #: ``fit``'s verbosity: at 1 or 2 a first epoch that compiles the kernels says so (one line).
         self.verbose = 0
 
@@ -748,17 +754,17 @@ class CompiledPlan:
         self._opt, self._opt_kind, self._opt_config = opt, code, config
         self._roles = roles + (None,) * (_KERNEL_SLOTS - len(roles))
 
-    def _optimizer_arrays(self):
-        """(opt_kind, hyper, flags, s0, s1, s2, slots-to-attach) for this epoch.
+    def _optimizer_arrays(self, args):
+        """Put this epoch's optimizer code, settings and slots into the kernel's ``args``; return
+        the slots to attach after the epoch (``{role: array}``, while the optimizer is not built).
 
-        The slots come in :data:`SLOT_ROLES` order: the optimizer's own arrays, updated in
-        place, or, while it is not built, new arrays at its initial values (``fresh``, attached
-        after the epoch). Its config is read every epoch (a callback may change the learning
-        rate, or swap the optimizer); a change the compiled path does not support is an error.
+        The slots go in :data:`SLOT_ROLES` order: the optimizer's own arrays, updated in place,
+        or, while it is not built, new arrays at its initial values. Its config is read every
+        epoch (a callback may change the learning rate, or swap the optimizer); a change the
+        compiled path does not support is an error.
         """
         opt = self.model.optimizer
-        config = opt.get_config()
-        if opt is not self._opt or config != self._opt_config:
+        if opt is not self._opt or opt.get_config() != self._opt_config:
             if opt is not self._opt and opt.built:
                 opt.build(self._variables)  # as the reference path: an error if built for other variables
             try:
@@ -769,20 +775,55 @@ class CompiledPlan:
                     f"support: {reason}. Compile with jit_compile=False to train with it."
                 ) from None
             self._set_optimizer(opt, code, config)
-        used = opt.slot_names
+        args[_A_OPT_KIND] = self._opt_kind
         fresh = {}
-        arrays = []
-        for role in self._roles:
+        used = opt.slot_names
+        built = opt.built
+        for position, role in zip(_A_SLOTS, self._roles):
             if role is None or role not in used:
-                arrays.append(self._dummy_f1)
-            elif opt.built:
-                arrays.append(opt.slot_arrays(role)[0])
+                args[position] = self._dummy_f1
+            elif built:
+                args[position] = opt.slot_arrays(role)[0]
             else:
-                fresh[role] = np.full(self._params.size, opt.slot_initial_value(role), dtype=np.float32)
-                arrays.append(fresh[role])
-        return self._opt_kind, self._hyper, self._flags, arrays[0], arrays[1], arrays[2], fresh
+                args[position] = fresh[role] = np.full(
+                    self._params.size, opt.slot_initial_value(role), dtype=np.float32)
+        return fresh
 
     # ------------------------------------------------------------------ one epoch
+    def _bind(self, x, y, sample_weight, batch_size):
+        """The kernel's arguments for epochs over these arrays (see :meth:`train_epoch`).
+
+        Inputs that are already what the kernel takes are kept by reference, so an in-place
+        change between epochs is seen as on the reference path; the others are converted again
+        each epoch (``reusable`` is False then).
+        """
+        k = self._k
+        n = len(x)
+        # the working memory holds one batch: of the rows there are, not of the size asked for
+        rows = min(int(batch_size), n)
+        xk = _kernel_array(x, np.float32)
+        layout = self._layout(rows)
+        yb, ym, labels = self._targets(y)
+        if sample_weight is None:
+            sw, has_sw = self._dummy_f1, False
+        else:
+            sw, has_sw = _kernel_array(sample_weight, np.float32, (n,)), True
+        dmeta = layout["dmeta"]
+        if self.spec["dropouts"]:
+            dmeta = dmeta.copy()
+            dmeta[:, k.D_MASK] *= n  # each layer's masks take n rows of its width
+        args = [
+            xk, yb, ym, labels, sw, has_sw, self._dummy_i1, False, rows,
+            self._params, self._grads, layout["lmeta"], self._lreg, dmeta, layout["dscale"],
+            self._no_masks, layout["ws"], layout["labels_ws"], layout["goff"],
+            self.spec["loss_kind"], self.spec["logits"], self._mkinds, self._mthresh, self._mstate,
+            self._opt_kind, self._hyper, self._flags, self._dummy_f1, self._dummy_f1, self._dummy_f1, 0, self._undo,
+            self._tracker, self._status,
+        ]
+        reusable = xk is x and (sample_weight is None or sw is sample_weight)
+        self._bound = (x, y, sample_weight, batch_size, reusable, args, layout)
+        return self._bound
+
     def train_epoch(self, x, y, sample_weight, order, batch_size) -> bool:
         """Run one epoch in compiled code. Returns False when a non-finite loss or update stopped training
         (then :attr:`stopped_at` says where, and ``fit`` stops as the reference path does).
@@ -790,57 +831,41 @@ class CompiledPlan:
         The kernel runs without a pause for Python, so a Ctrl-C arrives when it returns; it is
         held back until the model, its metrics and optimizer reflect the steps taken, then raised.
         """
-        k = self._k
-        model = self.model
-        spec = self.spec
-        n = len(x)
-        # the working memory holds one batch: of the rows there are, not of the size asked for
-        batch_size = min(int(batch_size), n)
-        x = _kernel_array(x, np.float32)
-        layout = self._layout(int(batch_size))
+        bound = self._bound
+        if (bound is None or bound[0] is not x or bound[1] is not y or bound[2] is not sample_weight
+                or bound[3] != batch_size or not bound[4]):
+            bound = self._bind(x, y, sample_weight, batch_size)
+        args, layout = bound[5], bound[6]
         self.blas_layers = layout["blas"]
-        yb, ym, labels = self._targets(y)
-        if sample_weight is None:
-            sw, has_sw = self._dummy_f1, False
-        else:
-            sw, has_sw = _kernel_array(sample_weight, np.float32, (n,)), True
         if order is None:
-            order_arr, shuffled = self._dummy_i1, False
+            args[_A_ORDER], args[_A_SHUFFLED] = self._dummy_i1, False
         else:
-            order_arr, shuffled = _kernel_array(order, np.int64), True
-        dropouts = spec["dropouts"]
-        dmeta = layout["dmeta"]
+            args[_A_ORDER], args[_A_SHUFFLED] = _kernel_array(order, np.int64), True
         rng_states = None
-        if dropouts:
-            rngs = {id(d["layer"].generator): d["layer"].generator for d in dropouts}
+        if self.spec["dropouts"]:
+            rngs = {id(d["layer"].generator): d["layer"].generator for d in self.spec["dropouts"]}
             rng_states = [(rng, _rng_state(rng)) for rng in rngs.values()]
-            dmeta = dmeta.copy()
-            dmeta[:, k.D_MASK] *= n  # each layer's masks take n rows of its width
-        masks = self._draw_masks(n, batch_size, layout)
-        kind, hyper, flags, s0, s1, s2, fresh = self._optimizer_arrays()
-        tracker_metric = self._tracker_metric
-        tracker = self._tracker
+            args[_A_MASKS] = self._draw_masks(len(x), args[_A_ROWS], layout)
+        fresh = self._optimizer_arrays(args)
+        opt = self._opt
+        args[_A_ITERATIONS] = opt.iterations
+        tracker_metric, tracker = self._tracker_metric, self._tracker
         tracker[0], tracker[1] = tracker_metric.get_state()
-        metric_objects = self._metric_objects
-        mkinds, mthresh, mstate = self._mkinds, self._mthresh, self._mstate
+        metric_objects, mstate = self._metric_objects, self._mstate
         for i, m in enumerate(metric_objects):
             mstate[i, 0], mstate[i, 1] = m.get_state()
         status = self._status
-        opt = model.optimizer
+        kernel = self._k.train_epoch
         # as TensorFlow's kernels: float32 results below 1.2e-38 are 0 (a model that fits its
         # data ever more closely drives softmax outputs and their gradients into that range,
         # where arithmetic is many times slower)
         with interrupts.deferred:
-            with self._flush, kernel_cache.compiling_notice(k.train_epoch, self.verbose):
-                steps = k.train_epoch(
-                    x, yb, ym, labels, sw, has_sw, order_arr, shuffled, int(batch_size),
-                    self._params, self._grads, layout["lmeta"], self._lreg, dmeta, layout["dscale"],
-                    masks, layout["ws"], layout["labels_ws"], layout["goff"],
-                    spec["loss_kind"], spec["logits"], mkinds, mthresh, mstate,
-                    kind, hyper, flags, s0, s1, s2, opt.iterations, self._undo,
-                    tracker, status,
-                )
-            steps = int(steps)
+            if self.verbose and not kernel.signatures:  # the first call compiles (or loads) the kernel
+                with self._flush, kernel_cache.compiling_notice(kernel, self.verbose):
+                    steps = kernel(*args)
+            else:
+                with self._flush:
+                    steps = kernel(*args)
             # ---- leave every object as the reference path would
             tracker_metric.set_state(tracker.tolist())  # Python floats: cheaper to unpack than an array
             for m, state in zip(metric_objects, mstate.tolist()):
@@ -856,7 +881,7 @@ class CompiledPlan:
                 # the reference path drew masks up to the failing batch only: replay exactly that
                 for rng, state in rng_states:
                     _set_rng_state(rng, state)
-                self._draw_masks(n, batch_size, layout, limit_steps=steps + 1)
+                self._draw_masks(len(x), args[_A_ROWS], layout, limit_steps=steps + 1)
             self.stopped_at = (float(status[1]), steps, bool(status[0] == _STATUS_NON_FINITE_UPDATE))
             return False
         return True
