@@ -641,3 +641,31 @@ def test_flat_buffers_hold_every_weight_and_gradient():
     assert model.optimizer_variables is None  # fit has not prepared an optimizer yet
     with pytest.raises(ValueError, match="must be built"):
         Sequential([Dense(2)]).flat_parameters
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize(
+    "loss, metric, units",
+    [("binary_crossentropy", "accuracy", 1), ("categorical_crossentropy", "categorical_accuracy", 3),
+     ("sparse_categorical_crossentropy", "sparse_categorical_accuracy", 3), ("mse", "mae", 1)],
+)
+def test_metric_states_stay_in_the_state_dtype_after_fit(loss, metric, units, jit_compile):
+    # a NumPy integer added to a float32 state would silently promote it to float64
+    rng = np.random.default_rng(3)
+    x = rng.random((20, 4), dtype=np.float32)
+    labels = rng.integers(0, units if units > 1 else 2, size=20)
+    if loss == "categorical_crossentropy":
+        y = np.eye(units, dtype=np.float32)[labels]
+    elif loss == "mse":
+        y = x.sum(1)
+    else:
+        y = labels.astype("float32") if loss == "binary_crossentropy" else labels
+    activation = "sigmoid" if loss == "binary_crossentropy" else ("softmax" if units > 1 else None)
+    model = Sequential([Input(shape=(4,)), Dense(units, activation=activation)])
+    model.compile(optimizer="adam", loss=loss, metrics=[metric], jit_compile=jit_compile)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # with jit_compile, "mae" falls back to the reference path
+        for sample_weight in (None, np.linspace(0.5, 1.5, 20)):
+            model.fit(x, y, batch_size=6, epochs=2, verbose=0, sample_weight=sample_weight)
+            for m in model.metrics:
+                assert [type(v) for v in m.get_state()] == [np.float32, np.float32], (m.name, sample_weight)
