@@ -753,6 +753,10 @@ class CompiledPlan:
         roles = tuple(SLOT_ROLES[code])
         self._opt, self._opt_kind, self._opt_config = opt, code, config
         self._roles = roles + (None,) * (_KERNEL_SLOTS - len(roles))
+        # the slots these settings use (slot_names follows from the config: a supported
+        # optimizer does not override it), by their position in the kernel's arguments
+        used = opt.slot_names
+        self._slot_positions = [(position, role) for position, role in zip(_A_SLOTS, self._roles) if role in used]
 
     def _optimizer_arrays(self, args):
         """Put this epoch's optimizer code, settings and slots into the kernel's ``args``; return
@@ -775,18 +779,16 @@ class CompiledPlan:
                     f"support: {reason}. Compile with jit_compile=False to train with it."
                 ) from None
             self._set_optimizer(opt, code, config)
-        args[_A_OPT_KIND] = self._opt_kind
-        fresh = {}
-        used = opt.slot_names
-        built = opt.built
-        for position, role in zip(_A_SLOTS, self._roles):
-            if role is None or role not in used:
+            args[_A_OPT_KIND] = code
+            for position in _A_SLOTS:
                 args[position] = self._dummy_f1
-            elif built:
+        fresh = {}
+        if opt.built:
+            for position, role in self._slot_positions:
                 args[position] = opt.slot_arrays(role)[0]
-            else:
-                args[position] = fresh[role] = np.full(
-                    self._params.size, opt.slot_initial_value(role), dtype=np.float32)
+        else:
+            for position, role in self._slot_positions:
+                args[position] = fresh[role] = np.full(self._params.size, opt.slot_initial_value(role), dtype=np.float32)
         return fresh
 
     # ------------------------------------------------------------------ one epoch
