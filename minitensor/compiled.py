@@ -869,9 +869,9 @@ class CompiledPlan:
                 with self._flush:
                     steps = kernel(*args)
             # ---- leave every object as the reference path would
-            tracker_metric.set_state(tracker.tolist())  # Python floats: cheaper to unpack than an array
-            for m, state in zip(metric_objects, mstate.tolist()):
-                m.set_state(state)
+            tracker_metric.set_state((tracker[0], tracker[1]))  # float32 scalars: set_state keeps them
+            for i, m in enumerate(metric_objects):
+                m.set_state((mstate[i, 0], mstate[i, 1]))
             if steps:
                 if not opt.built:
                     opt.build(self._variables)

@@ -374,8 +374,10 @@ class Mean(Metric):
             1.5
         """
         total, count = state
-        cast = self._dtype.type
-        self.total, self.count = cast(total), cast(count)
+        scalar = self._dtype.type
+        # state-dtype scalars (what get_state returns) are kept as they are: immutable, and equal to their cast
+        self.total = total if type(total) is scalar else scalar(total)
+        self.count = count if type(count) is scalar else scalar(count)
 
     def result(self) -> float:
         """``total / count`` in the state dtype (0.0 when ``count`` is 0), as a Python float."""
