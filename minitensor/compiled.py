@@ -76,6 +76,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import warnings
@@ -273,12 +274,22 @@ class _Unsupported(Exception):
     """A model feature the compiled path does not implement (the message says which)."""
 
 
+@functools.lru_cache(maxsize=256)
+def _parameters(function):
+    """``inspect.signature(function).parameters``, read once per function (``fit`` checks every config key)."""
+    return inspect.signature(function).parameters
+
+
 def _default(cls, key):
     """The default of ``cls``'s constructor argument ``key`` (``inspect.Parameter.empty`` if none)."""
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is not None:
-            parameter = inspect.signature(init).parameters.get(key)
+            try:
+                parameters = _parameters(init)
+            except TypeError:  # an unhashable callable as __init__: read it each time
+                parameters = inspect.signature(init).parameters
+            parameter = parameters.get(key)
             if parameter is not None:
                 return parameter.default
     return inspect.Parameter.empty
