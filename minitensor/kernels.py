@@ -72,8 +72,10 @@ from numba.extending import intrinsic
 __all__ = ["train_epoch", "pairwise_sum", "HAVE_BLAS"]
 
 _JIT = dict(cache=True, error_model="numpy", fastmath=False, nogil=True)
-# No function is inlined at Numba's IR level (inline="always"): each is compiled once, and
-# LLVM inlines what pays. The step creates no array views outside the BLAS calls (see the
+# No function is inlined at Numba's IR level (inline="always") but `_update`, a dispatch with one
+# caller (its inlining saves compiling and optimising every optimizer's code a second time, about
+# 0.5 s on first use; inlining the layers' functions made the first epoch 2-3 s slower): each is
+# compiled once, and LLVM inlines what pays. The step creates no array views outside the BLAS calls (see the
 # layers' section), so Numba's reference counting is out of the per-step path.
 
 #: ``np.dot`` inside Numba calls BLAS through SciPy; without SciPy every layer uses the loops.
@@ -391,9 +393,53 @@ def pairwise_sum_mode(a, start, n, mode):
 
 if HAVE_BLAS:
 
-    @njit(**_JIT)
-    def _gemm(a, b, out):
-        np.dot(a, b, out)
+    @intrinsic
+    def _gemm(typingctx, a, b, out):
+        """``np.dot(a, b, out)`` for C- or F-contiguous float32 matrices with matching shapes.
+
+        The same BLAS calls as Numba's own ``np.dot`` (``sgemm``, or ``sgemv``/``sdot`` when an
+        operand is a vector), emitted in place: Numba's version compiles a function for each
+        combination of layouts (about 0.25 s each, four of them, on first use). The shapes are
+        not checked: the callers build them.
+        """
+        from numba.np import linalg
+
+        arrays = (a, b, out)
+        if not all(isinstance(t, types.Array) and t.ndim == 2 and t.dtype == types.float32 and t.layout in "CF"
+                   for t in arrays) or out.layout != "C":
+            return None
+
+        def codegen(context, builder, signature, args):
+            # the branches of numba.np.linalg.dot_3_mm, without its argument checks
+            linalg.ensure_blas()
+            x, y, res = (context.make_array(t)(context, builder, v) for t, v in zip(arrays, args))
+            x_shapes = cgutils.unpack_tuple(builder, x.shape)
+            y_shapes = cgutils.unpack_tuple(builder, y.shape)
+            out_shapes = cgutils.unpack_tuple(builder, res.shape)
+            m, k = x_shapes
+            n = y_shapes[1]
+            one = context.get_constant(types.intp, 1)
+            is_left_vec = builder.icmp_signed("==", m, one)
+            is_right_vec = builder.icmp_signed("==", n, one)
+            with builder.if_else(is_right_vec) as (r_vec, r_mat):
+                with r_vec:
+                    with builder.if_else(is_left_vec) as (v_v, m_v):
+                        with v_v:
+                            linalg.call_xxdot(context, builder, False, types.float32, k, x.data, y.data, res.data)
+                        with m_v:
+                            linalg.call_xxgemv(context, builder, a.layout == out.layout, a, x_shapes, x.data,
+                                               y.data, res.data)
+                with r_mat:
+                    with builder.if_else(is_left_vec) as (v_m, m_m):
+                        with v_m:
+                            linalg.call_xxgemv(context, builder, b.layout != out.layout, b, y_shapes, y.data,
+                                               x.data, res.data)
+                        with m_m:
+                            linalg.call_xxgemm(context, builder, a, x_shapes, x.data, b, y_shapes, y.data,
+                                               out, out_shapes, res.data)
+            return context.get_dummy_value()
+
+        return types.none(a, b, out), codegen
 
 else:  # pragma: no cover - SciPy is installed with the test extras
 
@@ -415,13 +461,7 @@ else:  # pragma: no cover - SciPy is installed with the test extras
 # offsets into the flat arrays (`ws`, `params`, `grads`): an array view made per step would
 # cost Numba's atomic reference counting and a reshape call each time. Only the BLAS calls get
 # views, made where they are called. Indices computed from a run-time offset are cast with
-# `_u` (unsigned: see UPDATE_BLOCK's comment), or the loops would not vectorise.
-@njit(**_JIT)
-def _u(i):
-    """``i`` as an unsigned index: Numba then adds no negative-index wrap-around."""
-    return np.uint64(i)
-
-
+# `np.uint64` (unsigned: see UPDATE_BLOCK's comment), or the loops would not vectorise.
 @njit(cache=True, error_model="numpy", fastmath={"reassoc"}, nogil=True)
 def _dot_rows(a, ia, b, ib, n):
     """``a[ia:ia+n] . b[ib:ib+n]`` for two flat float32 arrays (the weight gradient's dot products).
@@ -432,7 +472,7 @@ def _dot_rows(a, ia, b, ib, n):
     """
     res = np.float32(0.0)
     for t in range(n):
-        res += a[_u(ia + t)] * b[_u(ib + t)]
+        res += a[np.uint64(ia + t)] * b[np.uint64(ib + t)]
     return res
 
 
@@ -454,49 +494,49 @@ def _dense_forward(ws, a_off, a_rows, params, woff, boff, z_off, kk, jj, bc, bla
     elif bc == 1:
         # a matrix-vector product: z (J, 1) is contiguous over j
         for j in range(jj):
-            ws[_u(z_off + j)] = 0
+            ws[np.uint64(z_off + j)] = 0
         for k in range(kk):
-            av = ws[_u(a_off + k)]
+            av = ws[np.uint64(a_off + k)]
             wk = woff + k * jj
             for j in range(jj):
-                ws[_u(z_off + j)] += av * params[_u(wk + j)]
+                ws[np.uint64(z_off + j)] += av * params[np.uint64(wk + j)]
     else:
         # four outputs at a time share each row of `a` (fewer, longer passes over the batch)
         j = 0
         while j + 4 <= jj:
             z0 = z_off + j * bc
             for b in range(4 * bc):
-                ws[_u(z0 + b)] = 0
+                ws[np.uint64(z0 + b)] = 0
             for k in range(kk):
                 wk = woff + k * jj + j
-                w0 = params[_u(wk)]
-                w1 = params[_u(wk + 1)]
-                w2 = params[_u(wk + 2)]
-                w3 = params[_u(wk + 3)]
+                w0 = params[np.uint64(wk)]
+                w1 = params[np.uint64(wk + 1)]
+                w2 = params[np.uint64(wk + 2)]
+                w3 = params[np.uint64(wk + 3)]
                 ak = a_off + k * bc
                 for b in range(bc):
-                    av = ws[_u(ak + b)]
-                    ws[_u(z0 + b)] += w0 * av
-                    ws[_u(z0 + bc + b)] += w1 * av
-                    ws[_u(z0 + 2 * bc + b)] += w2 * av
-                    ws[_u(z0 + 3 * bc + b)] += w3 * av
+                    av = ws[np.uint64(ak + b)]
+                    ws[np.uint64(z0 + b)] += w0 * av
+                    ws[np.uint64(z0 + bc + b)] += w1 * av
+                    ws[np.uint64(z0 + 2 * bc + b)] += w2 * av
+                    ws[np.uint64(z0 + 3 * bc + b)] += w3 * av
             j += 4
         while j < jj:
             z0 = z_off + j * bc
             for b in range(bc):
-                ws[_u(z0 + b)] = 0
+                ws[np.uint64(z0 + b)] = 0
             for k in range(kk):
-                wv = params[_u(woff + k * jj + j)]
+                wv = params[np.uint64(woff + k * jj + j)]
                 ak = a_off + k * bc
                 for b in range(bc):
-                    ws[_u(z0 + b)] += wv * ws[_u(ak + b)]
+                    ws[np.uint64(z0 + b)] += wv * ws[np.uint64(ak + b)]
             j += 1
     if boff >= 0:
         for j in range(jj):
-            bv = params[_u(boff + j)]
+            bv = params[np.uint64(boff + j)]
             z0 = z_off + j * bc
             for b in range(bc):
-                ws[_u(z0 + b)] += bv
+                ws[np.uint64(z0 + b)] += bv
 
 
 @njit(**_JIT)
@@ -507,27 +547,27 @@ def _activation_forward(ws, z_off, h_off, jj, bc, act, row):
     n = jj * bc
     if act == ACT_RELU:
         for i in range(n):
-            v = ws[_u(z_off + i)]
-            ws[_u(h_off + i)] = v if not v < zero else zero  # np.maximum(v, 0), NaN kept
+            v = ws[np.uint64(z_off + i)]
+            ws[np.uint64(h_off + i)] = v if not v < zero else zero  # np.maximum(v, 0), NaN kept
     elif act == ACT_SIGMOID:
         for i in range(n):
-            v = ws[_u(z_off + i)]
+            v = ws[np.uint64(z_off + i)]
             e = np.exp(-abs(v))
-            ws[_u(h_off + i)] = one / (one + e) if v >= zero else e / (one + e)
+            ws[np.uint64(h_off + i)] = one / (one + e) if v >= zero else e / (one + e)
     elif act == ACT_TANH:
         for i in range(n):
-            ws[_u(h_off + i)] = np.tanh(ws[_u(z_off + i)])
+            ws[np.uint64(h_off + i)] = np.tanh(ws[np.uint64(z_off + i)])
     elif act == ACT_SOFTMAX:
         for b in range(bc):
-            shift = ws[_u(z_off + b)]
+            shift = ws[np.uint64(z_off + b)]
             for j in range(1, jj):
-                if ws[_u(z_off + j * bc + b)] > shift:
-                    shift = ws[_u(z_off + j * bc + b)]
+                if ws[np.uint64(z_off + j * bc + b)] > shift:
+                    shift = ws[np.uint64(z_off + j * bc + b)]
             for j in range(jj):
-                ws[_u(row + j)] = np.exp(ws[_u(z_off + j * bc + b)] - shift)
+                ws[np.uint64(row + j)] = np.exp(ws[np.uint64(z_off + j * bc + b)] - shift)
             total = pairwise_sum(ws, row, jj)
             for j in range(jj):
-                ws[_u(h_off + j * bc + b)] = ws[_u(row + j)] / total
+                ws[np.uint64(h_off + j * bc + b)] = ws[np.uint64(row + j)] / total
 
 
 @njit(**_JIT)
@@ -538,24 +578,24 @@ def _activation_backward(ws, g_off, h_off, jj, bc, act, row):
     n = jj * bc
     if act == ACT_RELU:
         for i in range(n):
-            ws[_u(g_off + i)] = ws[_u(g_off + i)] * (one if ws[_u(h_off + i)] > zero else zero)
+            ws[np.uint64(g_off + i)] = ws[np.uint64(g_off + i)] * (one if ws[np.uint64(h_off + i)] > zero else zero)
     elif act == ACT_SIGMOID:
         for i in range(n):
-            o = ws[_u(h_off + i)]
-            ws[_u(g_off + i)] = ws[_u(g_off + i)] * o * (one - o)
+            o = ws[np.uint64(h_off + i)]
+            ws[np.uint64(g_off + i)] = ws[np.uint64(g_off + i)] * o * (one - o)
     elif act == ACT_TANH:
         for i in range(n):
-            o = ws[_u(h_off + i)]
-            ws[_u(g_off + i)] = ws[_u(g_off + i)] * (one - o * o)
+            o = ws[np.uint64(h_off + i)]
+            ws[np.uint64(g_off + i)] = ws[np.uint64(g_off + i)] * (one - o * o)
     elif act == ACT_SOFTMAX:
         for b in range(bc):
             # inner = sum(g*out) over the classes (pairwise, as NumPy); then out * (g - inner)
             for j in range(jj):
-                ws[_u(row + j)] = ws[_u(g_off + j * bc + b)] * ws[_u(h_off + j * bc + b)]
+                ws[np.uint64(row + j)] = ws[np.uint64(g_off + j * bc + b)] * ws[np.uint64(h_off + j * bc + b)]
             inner = pairwise_sum(ws, row, jj)
             for j in range(jj):
                 i = j * bc + b
-                ws[_u(g_off + i)] = ws[_u(h_off + i)] * (ws[_u(g_off + i)] - inner)
+                ws[np.uint64(g_off + i)] = ws[np.uint64(h_off + i)] * (ws[np.uint64(g_off + i)] - inner)
 
 
 @njit(**_JIT)
@@ -571,60 +611,60 @@ def _dense_backward(ws, a_off, a_rows, params, grads, woff, boff, gz_off, ga_off
             _gemm(_matrix(ws, a_off, kk, bc), gzt.T, gw)
     elif bc == 1:
         for k in range(kk):
-            av = ws[_u(a_off + k)]
+            av = ws[np.uint64(a_off + k)]
             gk = woff + k * jj
             for j in range(jj):
-                grads[_u(gk + j)] = av * ws[_u(gz_off + j)]
+                grads[np.uint64(gk + j)] = av * ws[np.uint64(gz_off + j)]
     else:
         for k in range(kk):
             for j in range(jj):
-                grads[_u(woff + k * jj + j)] = _dot_rows(ws, a_off + k * bc, ws, gz_off + j * bc, bc)
+                grads[np.uint64(woff + k * jj + j)] = _dot_rows(ws, a_off + k * bc, ws, gz_off + j * bc, bc)
     if boff >= 0:
         if jj == 1:
             # NumPy sums a (B, 1) column as one contiguous vector: pairwise
-            grads[_u(boff)] = pairwise_sum(ws, gz_off, bc)
+            grads[np.uint64(boff)] = pairwise_sum(ws, gz_off, bc)
         else:
             # NumPy's sum(axis=0) of a (B, J) array: row after row
             for j in range(jj):
-                grads[_u(boff + j)] = ws[_u(gz_off + j * bc)]
+                grads[np.uint64(boff + j)] = ws[np.uint64(gz_off + j * bc)]
             for b in range(1, bc):
                 for j in range(jj):
-                    grads[_u(boff + j)] += ws[_u(gz_off + j * bc + b)]
+                    grads[np.uint64(boff + j)] += ws[np.uint64(gz_off + j * bc + b)]
     if need_ga:
         if blas:
             _gemm(_matrix(params, woff, kk, jj), _matrix(ws, gz_off, jj, bc), _matrix(ws, ga_off, kk, bc))
         elif bc == 1:
             for k in range(kk):
-                ws[_u(ga_off + k)] = _dot_rows(params, woff + k * jj, ws, gz_off, jj)
+                ws[np.uint64(ga_off + k)] = _dot_rows(params, woff + k * jj, ws, gz_off, jj)
         else:
             k = 0
             while k + 4 <= kk:
                 g0 = ga_off + k * bc
                 for b in range(4 * bc):
-                    ws[_u(g0 + b)] = 0
+                    ws[np.uint64(g0 + b)] = 0
                 for j in range(jj):
                     wk = woff + k * jj + j
-                    w0 = params[_u(wk)]
-                    w1 = params[_u(wk + jj)]
-                    w2 = params[_u(wk + 2 * jj)]
-                    w3 = params[_u(wk + 3 * jj)]
+                    w0 = params[np.uint64(wk)]
+                    w1 = params[np.uint64(wk + jj)]
+                    w2 = params[np.uint64(wk + 2 * jj)]
+                    w3 = params[np.uint64(wk + 3 * jj)]
                     gj = gz_off + j * bc
                     for b in range(bc):
-                        gv = ws[_u(gj + b)]
-                        ws[_u(g0 + b)] += w0 * gv
-                        ws[_u(g0 + bc + b)] += w1 * gv
-                        ws[_u(g0 + 2 * bc + b)] += w2 * gv
-                        ws[_u(g0 + 3 * bc + b)] += w3 * gv
+                        gv = ws[np.uint64(gj + b)]
+                        ws[np.uint64(g0 + b)] += w0 * gv
+                        ws[np.uint64(g0 + bc + b)] += w1 * gv
+                        ws[np.uint64(g0 + 2 * bc + b)] += w2 * gv
+                        ws[np.uint64(g0 + 3 * bc + b)] += w3 * gv
                 k += 4
             while k < kk:
                 g0 = ga_off + k * bc
                 for b in range(bc):
-                    ws[_u(g0 + b)] = 0
+                    ws[np.uint64(g0 + b)] = 0
                 for j in range(jj):
-                    wv = params[_u(woff + k * jj + j)]
+                    wv = params[np.uint64(woff + k * jj + j)]
                     gj = gz_off + j * bc
                     for b in range(bc):
-                        ws[_u(g0 + b)] += wv * ws[_u(gj + b)]
+                        ws[np.uint64(g0 + b)] += wv * ws[np.uint64(gj + b)]
                 k += 1
 
 
@@ -648,13 +688,13 @@ def _penalty_grad(params, grads, off, n, l1, l2):
     one = np.float32(1.0)
     if l2 != 0:
         for i in range(off, off + n):
-            t = l2 * params[_u(i)]
-            grads[_u(i)] = (t + t) + grads[_u(i)]
+            t = l2 * params[np.uint64(i)]
+            grads[np.uint64(i)] = (t + t) + grads[np.uint64(i)]
     if l1 != 0:
         for i in range(off, off + n):
-            w = params[_u(i)]
+            w = params[np.uint64(i)]
             s = one if w > zero else (-one if w < zero else (zero if w == zero else w))
-            grads[_u(i)] = l1 * s + grads[_u(i)]
+            grads[np.uint64(i)] = l1 * s + grads[np.uint64(i)]
 
 
 # ---------------------------------------------------------------------------- loss
@@ -684,73 +724,73 @@ def _loss_forward_backward(ws, u_off, yb_off, labels, sw_off, has_sw, loss_kind,
     inv_n = one / nb
     if loss_kind == LOSS_BCE:
         for b in range(bc):
-            gi = inv_n * ws[_u(sw_off + b)] if has_sw else inv_n
+            gi = inv_n * ws[np.uint64(sw_off + b)] if has_sw else inv_n
             if kk > 1:
                 gi = gi / kf
             for j in range(kk):
                 i = j * bc + b
-                z = ws[_u(u_off + i)]
-                y = ws[_u(yb_off + b * kk + j)]
+                z = ws[np.uint64(u_off + i)]
+                y = ws[np.uint64(yb_off + b * kk + j)]
                 e = np.exp(-abs(z))
-                ws[_u(row + j)] = ((z if z > zero else zero) - z * y) + np.log1p(e)
+                ws[np.uint64(row + j)] = ((z if z > zero else zero) - z * y) + np.log1p(e)
                 sig = one / (one + e) if z >= zero else e / (one + e)
-                ws[_u(g_off + i)] = gi * (sig - y)
+                ws[np.uint64(g_off + i)] = gi * (sig - y)
                 if fused:
-                    ws[_u(h_off + i)] = sig
+                    ws[np.uint64(h_off + i)] = sig
             if kk == 1:
-                ws[_u(v_off + b)] = ws[_u(row)]
+                ws[np.uint64(v_off + b)] = ws[np.uint64(row)]
             else:
-                ws[_u(v_off + b)] = pairwise_sum(ws, row, kk) / kf
+                ws[np.uint64(v_off + b)] = pairwise_sum(ws, row, kk) / kf
     elif loss_kind == LOSS_CCE or loss_kind == LOSS_SCCE:
         for b in range(bc):
-            shift = ws[_u(u_off + b)]
+            shift = ws[np.uint64(u_off + b)]
             for j in range(1, kk):
-                if ws[_u(u_off + j * bc + b)] > shift:
-                    shift = ws[_u(u_off + j * bc + b)]
+                if ws[np.uint64(u_off + j * bc + b)] > shift:
+                    shift = ws[np.uint64(u_off + j * bc + b)]
             for j in range(kk):
-                ws[_u(row + j)] = np.exp(ws[_u(u_off + j * bc + b)] - shift)
+                ws[np.uint64(row + j)] = np.exp(ws[np.uint64(u_off + j * bc + b)] - shift)
             total = pairwise_sum(ws, row, kk)
             log_total = np.log(total)
-            gi = inv_n * ws[_u(sw_off + b)] if has_sw else inv_n
+            gi = inv_n * ws[np.uint64(sw_off + b)] if has_sw else inv_n
             if fused:
                 for j in range(kk):
-                    ws[_u(h_off + j * bc + b)] = ws[_u(row + j)] / total
+                    ws[np.uint64(h_off + j * bc + b)] = ws[np.uint64(row + j)] / total
             if loss_kind == LOSS_CCE:
                 # softmax into g first (row is reused for the per-class terms)
                 for j in range(kk):
-                    ws[_u(g_off + j * bc + b)] = ws[_u(row + j)] / total
+                    ws[np.uint64(g_off + j * bc + b)] = ws[np.uint64(row + j)] / total
                 for j in range(kk):
-                    ws[_u(row + j)] = ws[_u(yb_off + b * kk + j)] * (log_total - (ws[_u(u_off + j * bc + b)] - shift))
-                ws[_u(v_off + b)] = pairwise_sum(ws, row, kk)
+                    ws[np.uint64(row + j)] = ws[np.uint64(yb_off + b * kk + j)] * (log_total - (ws[np.uint64(u_off + j * bc + b)] - shift))
+                ws[np.uint64(v_off + b)] = pairwise_sum(ws, row, kk)
                 total_y = pairwise_sum(ws, yb_off + b * kk, kk)
                 for j in range(kk):
                     i = g_off + j * bc + b
-                    ws[_u(i)] = gi * (ws[_u(i)] * total_y - ws[_u(yb_off + b * kk + j)])
+                    ws[np.uint64(i)] = gi * (ws[np.uint64(i)] * total_y - ws[np.uint64(yb_off + b * kk + j)])
             else:
                 label = labels[b]
-                ws[_u(v_off + b)] = log_total - (ws[_u(u_off + label * bc + b)] - shift)
+                ws[np.uint64(v_off + b)] = log_total - (ws[np.uint64(u_off + label * bc + b)] - shift)
                 for j in range(kk):
-                    p = ws[_u(row + j)] / total
+                    p = ws[np.uint64(row + j)] / total
                     if j == label:
                         p = p - one
-                    ws[_u(g_off + j * bc + b)] = gi * p
+                    ws[np.uint64(g_off + j * bc + b)] = gi * p
     else:  # LOSS_MSE
         for b in range(bc):
             for j in range(kk):
-                d = ws[_u(yb_off + b * kk + j)] - ws[_u(u_off + j * bc + b)]
-                ws[_u(row + j)] = d * d
+                d = ws[np.uint64(yb_off + b * kk + j)] - ws[np.uint64(u_off + j * bc + b)]
+                ws[np.uint64(row + j)] = d * d
             if kk == 1:
-                ws[_u(v_off + b)] = ws[_u(row)]
+                ws[np.uint64(v_off + b)] = ws[np.uint64(row)]
             else:
-                ws[_u(v_off + b)] = pairwise_sum(ws, row, kk) / kf
-            gi = inv_n * ws[_u(sw_off + b)] if has_sw else inv_n
+                ws[np.uint64(v_off + b)] = pairwise_sum(ws, row, kk) / kf
+            gi = inv_n * ws[np.uint64(sw_off + b)] if has_sw else inv_n
             if kk > 1:
                 gi = gi / kf
             for j in range(kk):
-                ws[_u(g_off + j * bc + b)] = -((gi * two) * (ws[_u(yb_off + b * kk + j)] - ws[_u(u_off + j * bc + b)]))
+                ws[np.uint64(g_off + j * bc + b)] = -((gi * two) * (ws[np.uint64(yb_off + b * kk + j)] - ws[np.uint64(u_off + j * bc + b)]))
     if has_sw:
         for b in range(bc):
-            ws[_u(v_off + b)] = ws[_u(v_off + b)] * ws[_u(sw_off + b)]
+            ws[np.uint64(v_off + b)] = ws[np.uint64(v_off + b)] * ws[np.uint64(sw_off + b)]
     return pairwise_sum(ws, v_off, bc) / nb
 
 
@@ -758,10 +798,10 @@ def _loss_forward_backward(ws, u_off, yb_off, labels, sw_off, has_sw, loss_kind,
 def _argmax_column(ws, off, kk, bc, b):
     """First index of the largest value of column ``b`` of the (k, B) block at ``off`` (np.argmax over classes)."""
     best = 0
-    value = ws[_u(off + b)]
+    value = ws[np.uint64(off + b)]
     for j in range(1, kk):
-        if ws[_u(off + j * bc + b)] > value:
-            value = ws[_u(off + j * bc + b)]
+        if ws[np.uint64(off + j * bc + b)] > value:
+            value = ws[np.uint64(off + j * bc + b)]
             best = j
     return best
 
@@ -770,10 +810,10 @@ def _argmax_column(ws, off, kk, bc, b):
 def _argmax_row(ws, off, kk, b):
     """First index of the largest value of row ``b`` of the (B, k) block at ``off``."""
     best = 0
-    value = ws[_u(off + b * kk)]
+    value = ws[np.uint64(off + b * kk)]
     for j in range(1, kk):
-        if ws[_u(off + b * kk + j)] > value:
-            value = ws[_u(off + b * kk + j)]
+        if ws[np.uint64(off + b * kk + j)] > value:
+            value = ws[np.uint64(off + b * kk + j)]
             best = j
     return best
 
@@ -786,18 +826,18 @@ def _metric_values(kind, threshold, ws, ym_off, labels, h_off, v_off, row, kk, b
     if kind == MET_BINARY:
         for b in range(bc):
             for j in range(kk):
-                predicted = one if ws[_u(h_off + j * bc + b)] > threshold else zero
-                ws[_u(row + j)] = one if ws[_u(ym_off + b * kk + j)] == predicted else zero
+                predicted = one if ws[np.uint64(h_off + j * bc + b)] > threshold else zero
+                ws[np.uint64(row + j)] = one if ws[np.uint64(ym_off + b * kk + j)] == predicted else zero
             if kk == 1:
-                ws[_u(v_off + b)] = ws[_u(row)]
+                ws[np.uint64(v_off + b)] = ws[np.uint64(row)]
             else:
-                ws[_u(v_off + b)] = pairwise_sum(ws, row, kk) / np.float32(kk)
+                ws[np.uint64(v_off + b)] = pairwise_sum(ws, row, kk) / np.float32(kk)
     elif kind == MET_CATEGORICAL:
         for b in range(bc):
-            ws[_u(v_off + b)] = one if _argmax_row(ws, ym_off, kk, b) == _argmax_column(ws, h_off, kk, bc, b) else zero
+            ws[np.uint64(v_off + b)] = one if _argmax_row(ws, ym_off, kk, b) == _argmax_column(ws, h_off, kk, bc, b) else zero
     else:
         for b in range(bc):
-            ws[_u(v_off + b)] = one if labels[b] == _argmax_column(ws, h_off, kk, bc, b) else zero
+            ws[np.uint64(v_off + b)] = one if labels[b] == _argmax_column(ws, h_off, kk, bc, b) else zero
 
 
 # ---------------------------------------------------------------------------- optimizers
@@ -1049,7 +1089,7 @@ def _adagrad_update(params, grads, accumulator, new_params, new_accumulator, lo,
     return check == 0
 
 
-@njit(**_JIT)
+@njit(inline="always", **_JIT)
 def _update(opt_kind, hyper, flags, params, grads, s0, s1, s2, new_params, new_s0, new_s1, new_s2,
             lo, hi, iterations):
     """The optimizer ``opt_kind``'s step on elements ``lo..hi`` into the ``new_`` arrays; True when finite.
@@ -1093,7 +1133,7 @@ def _dropout_forward(ws, dmeta, dscale, masks, d, bc, pos):
     zero = np.float32(0.0)
     for c in range(width):
         for b in range(bc):
-            ws[_u(dst + c * bc + b)] = ws[_u(src + c * bc + b)] * (scale if masks[_u(base + b * width + c)] else zero)
+            ws[np.uint64(dst + c * bc + b)] = ws[np.uint64(src + c * bc + b)] * (scale if masks[np.uint64(base + b * width + c)] else zero)
 
 
 @njit(**_JIT)
@@ -1106,7 +1146,7 @@ def _dropout_backward(ws, g_off, dmeta, dscale, masks, d, bc, pos):
     for c in range(width):
         for b in range(bc):
             i = g_off + c * bc + b
-            ws[_u(i)] = ws[_u(i)] * (scale if masks[_u(base + b * width + c)] else zero)
+            ws[np.uint64(i)] = ws[np.uint64(i)] * (scale if masks[np.uint64(base + b * width + c)] else zero)
 
 
 # ---------------------------------------------------------------------------- the epoch
@@ -1196,20 +1236,20 @@ def train_epoch(
             r = order[pos + b] if shuffled else pos + b
             if x_rows:
                 for c in range(d0):
-                    ws[_u(xb + b * d0 + c)] = x[r, c]
+                    ws[np.uint64(xb + b * d0 + c)] = x[r, c]
             else:
                 for c in range(d0):
-                    ws[_u(xb + c * bc + b)] = x[r, c]
+                    ws[np.uint64(xb + c * bc + b)] = x[r, c]
             if loss_kind == LOSS_SCCE:
                 labels_ws[b] = labels_all[r]
             else:
                 for j in range(kk):
-                    ws[_u(yb + b * kk + j)] = yb_all[r, j]
+                    ws[np.uint64(yb + b * kk + j)] = yb_all[r, j]
                 if nm > 0:
                     for j in range(kk):
-                        ws[_u(ym + b * kk + j)] = ym_all[r, j]
+                        ws[np.uint64(ym + b * kk + j)] = ym_all[r, j]
             if has_sw:
-                ws[_u(sw + b)] = sw_all[r]
+                ws[np.uint64(sw + b)] = sw_all[r]
         # ---- forward
         for d in range(nd):
             if dmeta[d, D_AFTER] == -1:
@@ -1300,7 +1340,7 @@ def train_epoch(
             _metric_values(mkinds[mi], mthresh[mi], ws, ym, labels_ws, hl, vals, row, kk, bc)
             if has_sw:
                 for b in range(bc):
-                    ws[_u(vals + b)] = ws[_u(vals + b)] * ws[_u(sw + b)]
+                    ws[np.uint64(vals + b)] = ws[np.uint64(vals + b)] * ws[np.uint64(sw + b)]
                 mstate[mi, 0] = mstate[mi, 0] + pairwise_sum(ws, vals, bc)
                 mstate[mi, 1] = mstate[mi, 1] + pairwise_sum(ws, sw, bc)
             else:
