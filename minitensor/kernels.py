@@ -6,7 +6,7 @@ and accuracy metrics, backward pass, optimizer update, with no Python in between
 :mod:`minitensor.compiled` decides whether a model is supported and lays out the arrays; this
 module only computes. It is imported when a plan is built, never by ``import minitensor``
 (importing Numba takes about 0.2 s, and Numba then imports SciPy's BLAS wrappers, about
-0.2 s more; compiling these kernels takes 10-20 s). The kernels are cached on disk
+0.2 s more; compiling these kernels takes 10-12 s). The kernels are cached on disk
 (``cache=True``): a later process loads them (about 0.2 s) instead of compiling them.
 
 Layout: a layer's inputs, pre-activations, outputs and gradients live in one float32
@@ -49,8 +49,12 @@ Speed notes (2-core x86 development machine, medians of 5-7 rounds of ``fit`` ep
 new code run alternately; us per step, the benchmarks' models): before this layout (array views
 per step, functions inlined at Numba's IR level, the parameters and slots copied before every
 update) A 7.2, C 11.3, D 2.6, B 360, L 3630; after it A 5.3-5.8, C 8.7-9.3, D 1.15-1.2, B 295,
-L 3200. First compiled epoch with an empty cache, model A: 19.9-21.7 s before, 11.9-12.3 s after;
-from the cache 0.17-0.19 s once Numba is imported (0.4 s with the import, as the benchmarks'
+L 3200. First compiled epoch with an empty cache, model A: 19.9-21.7 s before, 11.9-12.3 s after,
+then 11.4 s (12.5 s for the previous code in the same alternating runs; 10.1-10.9 s on a quieter
+machine) once the BLAS calls were emitted in place and `_update` inlined: 37 Numba compilations,
+of which `train_epoch`'s own is about 3.5 s, and about half of the total is LLVM (optimising and
+generating the machine code of each function together with everything it calls, at every level);
+from the cache 0.17-0.19 s once Numba is imported (0.4-0.5 s with the import, as the benchmarks'
 cold-start row measures it). What did it: indices cast to unsigned (a signed index made an Adam
 update over 95k values 330 us instead of 43 us: no vectorisation); no array views and borrowed
 arrays (perf had Numba's atomic reference counting at 57% of a batch-1 step, then ~30% with offsets
