@@ -36,7 +36,8 @@ What the plan reads and writes goes through the objects' public state interfaces
 ``get_state``/``set_state``, the optimizer's ``slot_arrays``/``slot_initial_value``/
 ``advance_iterations``, a Dropout layer's ``generator``), never their private attributes. Layers,
 loss and metrics are read once per ``fit``; the optimizer's config at every epoch (a callback may
-change the learning rate), and a change to a setting the kernels do not implement is an error.
+change the learning rate); after a change to a setting the kernels do not implement, ``fit`` trains
+its remaining epochs on the reference path, with a warning naming the setting.
 
 Semantics are the reference path's (``Sequential._train_epoch``): same batches, same dropout
 masks (drawn here, before the kernel, from each Dropout layer's generator in the reference
@@ -88,6 +89,7 @@ from . import fpenv, interrupts, kernel_cache, kernels, layers, losses, metrics,
 __all__ = [
     "build_plan", "CompiledPlan", "BLAS_MIN_MACS", "SUPPORT", "check_supported", "Rule", "ANY", "DEFAULT", "one_of",
     "ACTIVATIONS", "LAYERS", "REGULARIZERS", "LOSSES", "METRICS", "OPTIMIZERS", "SLOT_ROLES", "Supported",
+    "UnsupportedChange",
 ]
 
 #: A layer whose matrix products take at least this many multiply-adds per batch
@@ -272,6 +274,17 @@ _A_SLOTS = tuple(map(_KERNEL_ARGUMENTS.index, ("s0", "s1", "s2")))
 
 class _Unsupported(Exception):
     """A model feature the compiled path does not implement (the message says which)."""
+
+
+class UnsupportedChange(Exception):
+    """Raised by :meth:`CompiledPlan.train_epoch`, before it changes anything, when the optimizer was
+    changed during ``fit`` (by a callback) to a setting the kernels do not implement: ``fit`` then
+    trains the rest of its epochs on the reference path (the message says which setting).
+
+    Example:
+        >>> str(UnsupportedChange("SGD(global_clipnorm=1.0) is not supported"))
+        'SGD(global_clipnorm=1.0) is not supported'
+    """
 
 
 @functools.lru_cache(maxsize=256)
@@ -776,7 +789,7 @@ class CompiledPlan:
         The slots go in :data:`SLOT_ROLES` order: the optimizer's own arrays, updated in place,
         or, while it is not built, new arrays at its initial values. Its config is read every
         epoch (a callback may change the learning rate, or swap the optimizer); a change the
-        compiled path does not support is an error.
+        compiled path does not support raises :class:`UnsupportedChange` before anything changes.
         """
         opt = self.model.optimizer
         if opt is not self._opt or opt.get_config() != self._opt_config:
@@ -785,10 +798,8 @@ class CompiledPlan:
             try:
                 code, config = _check_optimizer(opt)
             except _Unsupported as reason:
-                raise RuntimeError(
-                    f"jit_compile=True: the optimizer changed during fit, to a setting the compiled path does not "
-                    f"support: {reason}. Compile with jit_compile=False to train with it."
-                ) from None
+                raise UnsupportedChange(f"the optimizer changed during fit, to a setting the compiled path "
+                                        f"does not support: {reason}") from None
             self._set_optimizer(opt, code, config)
             args[_A_OPT_KIND] = code
             for position in _A_SLOTS:
@@ -854,12 +865,12 @@ class CompiledPlan:
             args[_A_ORDER], args[_A_SHUFFLED] = self._dummy_i1, False
         else:
             args[_A_ORDER], args[_A_SHUFFLED] = _kernel_array(order, np.int64), True
+        fresh = self._optimizer_arrays(args)  # first: it may raise UnsupportedChange, before any state changes
         rng_states = None
         if self.spec["dropouts"]:
             rngs = {id(d["layer"].generator): d["layer"].generator for d in self.spec["dropouts"]}
             rng_states = [(rng, _rng_state(rng)) for rng in rngs.values()]
             args[_A_MASKS] = self._draw_masks(len(x), args[_A_ROWS], layout)
-        fresh = self._optimizer_arrays(args)
         opt = self._opt
         args[_A_ITERATIONS] = opt.iterations
         tracker_metric, tracker = self._tracker_metric, self._tracker

@@ -558,6 +558,8 @@ class Sequential:
         """The epochs of ``fit``, from ``initial_epoch`` until ``epochs`` or a stop."""
         n = len(x)
         steps = math.ceil(n / batch_size)
+        if plan is not None:
+            from .compiled import UnsupportedChange
         for epoch in range(initial_epoch, epochs):
             for m in self.metrics:
                 m.reset_state()
@@ -566,7 +568,15 @@ class Sequential:
             if plan is not None:
                 # the whole epoch runs in compiled code: only a progress bar has batch hooks
                 # here (other callbacks with batch hooks make fit use the reference path)
-                finite = plan.train_epoch(x, y, weights, order, batch_size)
+                try:
+                    finite = plan.train_epoch(x, y, weights, order, batch_size)
+                except UnsupportedChange as change:  # a callback changed the optimizer: nothing was trained yet
+                    warnings.warn(
+                        f"jit_compile=True: {change}. Training on the reference path from epoch {epoch + 1} on.",
+                        UserWarning, stacklevel=3,
+                    )
+                    plan = None
+            if plan is not None:
                 if not finite:
                     self._stop_on_non_finite_loss(*plan.stopped_at)
                 elif batch_logs:

@@ -347,13 +347,33 @@ def test_an_optimizer_swapped_by_a_callback_takes_over():
     assert_same_training(ref, jit)
 
 
-def test_an_unsupported_setting_made_during_fit_is_an_error_not_ignored():
+def _fit_with_schedule(jit, **per_epoch):
     mt.set_random_seed(0)
     model = Sequential([Input(shape=(D_IN,)), Dense(1)])
-    model.compile(optimizer=optimizers.SGD(), loss="mse", jit_compile=True)
+    model.compile(optimizer=optimizers.SGD(learning_rate=0.05), loss="mse", jit_compile=jit)
     x, y = make_data("regression", 1)
-    with pytest.raises(RuntimeError, match=r"SGD\(global_clipnorm=1.0\) is not supported"):
-        model.fit(x, y, epochs=2, verbose=0, callbacks=[Schedule(global_clipnorm=[None, 1.0])])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(x, y, epochs=3, verbose=0, callbacks=[Schedule(**per_epoch)] if per_epoch else None)
+    notices = [str(w.message) for w in caught if "reference path" in str(w.message)]
+    return history.history["loss"], model.get_weights(), notices
+
+
+def test_an_unsupported_setting_made_during_fit_sends_the_remaining_epochs_to_the_reference_path():
+    clip = dict(global_clipnorm=[None, 1e-3, 1e-3])  # small enough to change every step from epoch 2 on
+    ref_loss, ref_weights, ref_notices = _fit_with_schedule(False, **clip)
+    jit_loss, jit_weights, notices = _fit_with_schedule(True, **clip)
+    assert ref_notices == []
+    assert notices == [
+        "jit_compile=True: the optimizer changed during fit, to a setting the compiled path does not support: "
+        "SGD(global_clipnorm=0.001) is not supported by the compiled path (the default only: None). "
+        "Training on the reference path from epoch 2 on."
+    ]
+    np.testing.assert_allclose(jit_loss, ref_loss, rtol=1e-5)
+    for got, want in zip(jit_weights, ref_weights):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    unclipped_loss, _, _ = _fit_with_schedule(False)
+    assert unclipped_loss[0] == ref_loss[0] and abs(unclipped_loss[2] - ref_loss[2]) > 1e-3 * abs(ref_loss[2])
 
 
 # ============================================================================ what compiled.py reads
