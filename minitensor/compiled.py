@@ -55,8 +55,8 @@ stop training or raise). History, EarlyStopping and the progress bar keep the co
 the bar's ``on_train_batch_end`` is called once, after the epoch's last step.
 
 Faults: a non-finite loss, or an update that would make a weight or slot non-finite, stops
-before that step, as on the reference path (the update is checked, and undone, inside the
-kernel). A Ctrl-C reaches Python only when the kernel returns; it is held back until the
+before that step, as on the reference path (inside the kernel each layer's update is written
+into a second set of weights and slots, checked, and adopted only when every value is finite). A Ctrl-C reaches Python only when the kernel returns; it is held back until the
 model and optimizer reflect the steps taken, so they always match a whole number of steps.
 
 Differences a user can see: the progress bar jumps to the end of each epoch, and the
@@ -628,7 +628,7 @@ class CompiledPlan:
         self._mstate = np.zeros((len(spec["metrics"]), 2), dtype=np.float32)
         self._tracker = np.zeros(2, dtype=np.float32)
         self._status = np.zeros(2, dtype=np.float64)
-        self._undo = np.zeros(4 * self._params.size, dtype=np.float32)
+        self._spare = np.zeros(4 * self._params.size, dtype=np.float32)
         self._hyper = np.zeros(kernels.H_N, dtype=np.float32)
         self._flags = np.zeros(kernels.F_N, dtype=np.int64)
         self._set_optimizer(model.optimizer, spec["opt_kind"], spec["opt_config"])
@@ -841,7 +841,7 @@ class CompiledPlan:
             self._params, self._grads, layout["lmeta"], self._lreg, dmeta, layout["dscale"],
             self._no_masks, layout["ws"], layout["labels_ws"], layout["goff"],
             self.spec["loss_kind"], self.spec["logits"], self._mkinds, self._mthresh, self._mstate,
-            self._opt_kind, self._hyper, self._flags, self._dummy_f1, self._dummy_f1, self._dummy_f1, 0, self._undo,
+            self._opt_kind, self._hyper, self._flags, self._dummy_f1, self._dummy_f1, self._dummy_f1, 0, self._spare,
             self._tracker, self._status,
         ]
         reusable = xk is x and (sample_weight is None or sw is sample_weight)

@@ -1159,7 +1159,7 @@ def train_epoch(
     x, yb_all, ym_all, labels_all, sw_all, has_sw, order, shuffled, batch_size,
     params, grads, lmeta, lreg, dmeta, dscale, masks, ws, labels_ws, goff,
     loss_kind, logits, mkinds, mthresh, mstate,
-    opt_kind, hyper, flags, s0, s1, s2, iterations, undo,
+    opt_kind, hyper, flags, s0, s1, s2, iterations, spare,
     tracker, status,
 ):
     """Train one epoch; return the number of steps applied.
@@ -1177,7 +1177,7 @@ def train_epoch(
         mkinds, mthresh, mstate: metric codes, thresholds, and (total, count) float32 states.
         opt_kind, hyper, flags, s0, s1, s2, iterations: the optimizer, its slots (in
             :data:`SLOT_ROLES` order), its step count.
-        undo: float32 array of 4 x params.size: the second set of weights and slots a step writes
+        spare: float32 array of 4 x params.size: the second set of weights and slots a step writes
             (see the optimizers' section).
         tracker: the loss tracker's (total, count), float32, updated in place.
         status: float64[2] output: (0 after a whole epoch, 1 if stopped on a non-finite loss,
@@ -1191,7 +1191,7 @@ def train_epoch(
     dmeta, dscale, masks, ws, labels_ws = _borrowed(dmeta), _borrowed(dscale), _borrowed(masks), _borrowed(ws), _borrowed(labels_ws)
     goff, mkinds, mthresh, mstate = _borrowed(goff), _borrowed(mkinds), _borrowed(mthresh), _borrowed(mstate)
     hyper, flags, s0, s1, s2 = _borrowed(hyper), _borrowed(flags), _borrowed(s0), _borrowed(s1), _borrowed(s2)
-    undo, tracker, status = _borrowed(undo), _borrowed(tracker), _borrowed(status)
+    spare, tracker, status = _borrowed(spare), _borrowed(tracker), _borrowed(status)
     n = x.shape[0]
     d0 = x.shape[1]
     nl = lmeta.shape[0]
@@ -1220,16 +1220,16 @@ def train_epoch(
     # (unless an input Dropout, which works feature-major, comes first)
     x_rows = lmeta[0, L_BLAS] != 0 and lmeta[0, L_A] == xb
     # the current weights and slots, and the arrays a step writes its new values into (the
-    # caller's arrays and `undo`, taking turns: see the optimizers' section)
+    # caller's arrays and `spare`, taking turns: see the optimizers' section)
     n_par = params.size
     cur_params = params[0:n_par]
     cur_s0 = s0[0:s0.size]
     cur_s1 = s1[0:s1.size]
     cur_s2 = s2[0:s2.size]
-    new_params = undo[0:n_par]
-    new_s0 = undo[n_par: 2 * n_par] if s0.size == n_par else s0[0:s0.size]
-    new_s1 = undo[2 * n_par: 3 * n_par] if s1.size == n_par else s1[0:s1.size]
-    new_s2 = undo[3 * n_par: 4 * n_par] if s2.size == n_par else s2[0:s2.size]
+    new_params = spare[0:n_par]
+    new_s0 = spare[n_par: 2 * n_par] if s0.size == n_par else s0[0:s0.size]
+    new_s1 = spare[2 * n_par: 3 * n_par] if s1.size == n_par else s1[0:s1.size]
+    new_s2 = spare[3 * n_par: 4 * n_par] if s2.size == n_par else s2[0:s2.size]
     swapped = False
     for step in range(nsteps):
         pos = step * batch_size
