@@ -884,12 +884,8 @@ class CompiledPlan:
         # data ever more closely drives softmax outputs and their gradients into that range,
         # where arithmetic is many times slower)
         with interrupts.deferred:
-            if self.verbose and not kernel.signatures:  # the first call compiles (or loads) the kernel
-                with self._flush, kernel_cache.compiling_notice(kernel, self.verbose):
-                    steps = kernel(*args)
-            else:
-                with self._flush:
-                    steps = kernel(*args)
+            with self._flush, kernel_cache.compiling_notice(kernel, self.verbose):
+                steps = kernel(*args)
             # ---- leave every object as the reference path would
             tracker_metric.set_state((tracker[0], tracker[1]))  # float32 scalars: set_state keeps them
             for i, m in enumerate(metric_objects):

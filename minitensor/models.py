@@ -576,12 +576,12 @@ class Sequential:
                         UserWarning, stacklevel=3,
                     )
                     plan = None
-            if plan is not None:
-                if not finite:
-                    self._stop_on_non_finite_loss(*plan.stopped_at)
-                elif batch_logs:
-                    cbs.on_train_batch_end(steps - 1, self._metric_logs())
-            else:
+                else:
+                    if not finite:
+                        self._stop_on_non_finite_loss(*plan.stopped_at)
+                    elif batch_logs:
+                        cbs.on_train_batch_end(steps - 1, self._metric_logs())
+            if plan is None:
                 finite = self._train_epoch(x, y, weights, order, batch_size, cbs if batch_logs else None)
             if not finite:
                 break

@@ -1295,11 +1295,16 @@ def get(identifier):
     raise ValueError(f"Could not interpret optimizer identifier: {identifier}")
 
 
+def _sum_of_squares(array: np.ndarray):
+    """``array·array`` in one BLAS pass: NaN or infinite when any value is (or when the sum overflows)."""
+    return array.dot(array) if array.ndim == 1 else np.vdot(array, array)
+
+
 def _sum_of_squares_is_finite(array: np.ndarray) -> bool:
-    """A fast sufficient test of finiteness: ``array·array`` (BLAS, one pass) is NaN or
-    infinite when any value is, and finite only when every ``|value|`` is below about 1e19
-    (a False can also mean an overflow of finite values: callers then decide exactly)."""
-    return array.dtype.kind == "f" and math.isfinite(array.dot(array) if array.ndim == 1 else np.vdot(array, array))
+    """A fast sufficient test of finiteness: :func:`_sum_of_squares` is NaN or infinite when any
+    value is, and finite only when every ``|value|`` is below about 1e19 (a False can also mean an
+    overflow of finite values: callers then decide exactly)."""
+    return array.dtype.kind == "f" and math.isfinite(_sum_of_squares(array))
 
 
 def _is_finite(array: np.ndarray) -> bool:
@@ -1313,9 +1318,9 @@ def _stays_finite(new_slots, changes) -> bool:
     exact tests only where it is not finite."""
     squares = 0.0  # a Python float: each sum is finite, and adding them is cheaper than in NumPy scalars
     for array in new_slots:
-        squares += float(array.dot(array) if array.ndim == 1 else np.vdot(array, array))
+        squares += float(_sum_of_squares(array))
     for _, delta, _ in changes:
-        squares += float(delta.dot(delta) if delta.ndim == 1 else np.vdot(delta, delta))
+        squares += float(_sum_of_squares(delta))
     if math.isfinite(squares):
         return True
     return all(map(_is_finite, new_slots)) and all(_change_stays_finite(*change) for change in changes)
