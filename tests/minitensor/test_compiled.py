@@ -139,10 +139,15 @@ def train(cfg, jit, epochs=None, nudge=False):
                sample_weight=w)
     if cfg["validation"]:
         fit["validation_data"] = (x[: max(1, len(x) // 3)], y[: max(1, len(x) // 3)])
+    return fit_and_record(model, x, y, **fit)
+
+
+def fit_and_record(model, x, y, **fit):
+    """``model.fit(x, y, **fit)``; return everything :func:`assert_same_training` compares."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         history = model.fit(x, y, **fit)
-    fallbacks = [str(c.message) for c in caught if FALLBACK in str(c.message)]
+    w, validation = fit.get("sample_weight"), fit.get("validation_data")
     return dict(
         history=history.history,
         epochs=history.epoch,
@@ -150,9 +155,9 @@ def train(cfg, jit, epochs=None, nudge=False):
         state=model.optimizer.get_state() if model.optimizer.built else [],
         iterations=model.optimizer.iterations,
         next_random=float(np.random.random()),  # the global generator consumed the same draws
-        fallbacks=fallbacks,
+        fallbacks=[str(c.message) for c in caught if FALLBACK in str(c.message)],
         n_seen=len(x),
-        n_val=max(1, len(x) // 3) if cfg["validation"] else 0,
+        n_val=len(validation[0]) if validation is not None else 0,
         weight_share=1.0 / len(x) if w is None else float(w.max() / max(w.sum(), 1e-30)),
     )
 

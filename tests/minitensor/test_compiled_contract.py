@@ -31,7 +31,7 @@ _spec = importlib.util.spec_from_file_location("_compiled_test_helpers", Path(__
 _helpers = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_helpers)
 assert_same_training = _helpers.assert_same_training
-FALLBACK = _helpers.FALLBACK
+fit_and_record = _helpers.fit_and_record
 
 N, D_IN, BATCH, EPOCHS = 40, 4, 8, 2
 
@@ -152,19 +152,7 @@ def train(parts, jit, fit_options=None):
     if parts["tracker"] is not None:
         model._loss_tracker = parts["tracker"]()  # the model makes its own: swapped in to walk its config
     x, y = make_data(parts["targets"], model.output_shape[-1])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        history = model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, verbose=0, **(fit_options or {}))
-    return dict(
-        history=history.history,
-        epochs=history.epoch,
-        weights=model.get_weights(),
-        state=model.optimizer.get_state() if model.optimizer.built else [],
-        iterations=model.optimizer.iterations,
-        next_random=float(np.random.random()),
-        fallbacks=[str(c.message) for c in caught if FALLBACK in str(c.message)],
-        n_seen=N, n_val=0, weight_share=1.0 / N,
-    )
+    return fit_and_record(model, x, y, batch_size=BATCH, epochs=EPOCHS, verbose=0, **(fit_options or {}))
 
 
 def parts_with(cls, make):
